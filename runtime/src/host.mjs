@@ -1,0 +1,55 @@
+#!/usr/bin/env node
+// kpages function host: serves every function of one deploy on one port.
+//
+//   node src/host.mjs --functions FILE [--port N] [--host ADDR]
+//   (or KPAGES_FUNCTIONS, PORT, HOST; defaults: port 9000, host 0.0.0.0)
+//
+// Start-up order matters: console capture and the `Netlify` global exist before any user
+// module is imported, the server listens before modules load (readiness says 503 until every
+// function has been attempted), and user code can never take the process down.
+
+import { parseHostOptions, loadFunctionsFile, ConfigError } from './config.mjs';
+import { installNetlifyGlobal } from './dialects/netlify.mjs';
+import { captureConsole, logger, errorFields, invocationTags } from './logging.mjs';
+import { PendingWork } from './pending.mjs';
+import { FunctionRegistry } from './registry.mjs';
+import { createHostServer } from './server.mjs';
+
+const SHUTDOWN_GRACE_MS = Number(process.env.KPAGES_SHUTDOWN_GRACE_MS ?? 25_000);
+
+async function main() {
+  const options = parseHostOptions(process.argv.slice(2));
+  const definitions = await loadFunctionsFile(options.functionsFile);
+
+  captureConsole();
+  installNetlifyGlobal();
+  // A stray rejection or throw in user code (a timer, an un-awaited promise) is that function's
+  // bug, not a reason to drop every other function's in-flight requests.
+  process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection', { ...invocationTags(), ...errorFields(reason) }));
+  process.on('uncaughtException', (err) => logger.error('uncaught exception', { ...invocationTags(), ...errorFields(err) }));
+
+  const registry = new FunctionRegistry(definitions);
+  const pending = new PendingWork();
+  const server = createHostServer({ registry, pending });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, resolve);
+  });
+  logger.info('listening', { port: server.address().port, host: options.host, functions: definitions.length });
+  registry.loadAll();
+
+  const shutdown = async (signal) => {
+    logger.info('shutting down', { signal, pendingWaitUntil: pending.size });
+    const closed = new Promise((resolve) => server.close(resolve));
+    server.closeIdleConnections();
+    await Promise.race([Promise.all([closed, pending.settle(SHUTDOWN_GRACE_MS)]), pending.settle(SHUTDOWN_GRACE_MS)]);
+    process.exit(0);
+  };
+  process.once('SIGTERM', () => shutdown('SIGTERM'));
+  process.once('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err) => {
+  logger.error(err instanceof ConfigError ? err.message : 'function host failed to start', errorFields(err));
+  process.exit(1);
+});
