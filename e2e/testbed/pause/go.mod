@@ -1,0 +1,3 @@
+module kpages.dev/e2e-testbed/pause
+
+go 1.25.0
