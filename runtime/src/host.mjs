@@ -50,6 +50,7 @@ async function main() {
 }
 
 main().catch((err) => {
-  logger.error(err instanceof ConfigError ? err.message : 'function host failed to start', errorFields(err));
+  if (err instanceof ConfigError) logger.error(err.message);
+  else logger.error('function host failed to start', errorFields(err));
   process.exit(1);
 });

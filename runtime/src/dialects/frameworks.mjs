@@ -29,13 +29,15 @@ export function mountedPath(rawPath, rest) {
   const restText = Array.isArray(rest) ? rest.join('/') : String(rest);
   if (restText === '') return '/';
   if (rawPath.endsWith(`/${restText}`)) return `/${restText}`;
-  const wanted = restText.split('/').length;
-  const segments = rawPath.split('/');
-  const tail = segments.slice(-wanted).join('/');
-  try {
-    if (decodeURIComponent(tail) === restText) return `/${tail}`;
-  } catch {
-    // Malformed escapes in the raw path: fall through to encoding the rest ourselves.
+  // Walk back over '/' boundaries for the raw suffix that decodes to the rest ("a%2Fb" for "a/b").
+  for (let i = rawPath.lastIndexOf('/'); i >= 0; i = rawPath.lastIndexOf('/', i - 1)) {
+    const tail = rawPath.slice(i + 1);
+    try {
+      if (decodeURIComponent(tail) === restText) return `/${tail}`;
+    } catch {
+      // Malformed escapes in this suffix: keep looking, then fall back to encoding the rest.
+    }
+    if (i === 0) break;
   }
   return `/${encodeURI(restText)}`;
 }
