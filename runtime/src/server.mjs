@@ -116,6 +116,15 @@ function createCall(entry, control, req, res, host, invocation) {
     if (!res.writableFinished) abort.abort(new Error('client disconnected'));
   });
   let webRequest;
+  res.once('finish', () => {
+    // A streamed body the function never read would stay in the socket and stall the next
+    // request on this keep-alive connection. Node's own drain skips requests that were read
+    // through a stream, so discard the rest here.
+    if (webRequest && !req.complete && !req.destroyed) {
+      req.removeAllListeners('data');
+      req.resume();
+    }
+  });
   return {
     fn: def,
     control,

@@ -22,7 +22,7 @@ describe('failures', () => {
       files: BROKEN_FILES,
       functions: [
         netlify('throws'), netlify('rejects'), netlify('crashy'), netlify('context'),
-        netlify('hang', { timeoutMs: 300 }), netlify('hang-stream', { timeoutMs: 300 }),
+        netlify('hang', { timeoutMs: 300 }), netlify('stream-error'), netlify('hang-stream', { timeoutMs: 300 }),
         { name: 'syntax', file: 'broken/syntax.mjs', dialect: 'netlify' },
         { name: 'throws-at-load', file: 'broken/throws-at-load.mjs', dialect: 'netlify' },
         { name: 'no-handler', file: 'broken/no-handler.mjs', dialect: 'lambda' },
@@ -108,6 +108,15 @@ describe('failures', () => {
     const [broken, healthy] = await Promise.all([host.call('syntax', '/'), host.call('context', '/')]);
     assert.equal(broken.status, 500);
     assert.equal(healthy.status, 200);
+  });
+
+  test('a body stream that errors after the headers cuts the connection and logs the error', async () => {
+    const res = await host.call('stream-error', '/', { control: { requestId: 'req-stream-error' } });
+    assert.equal(res.status, 200);
+    await assert.rejects(res.text());
+    const line = await host.logs.waitFor((l) => l.msg === 'function threw' && l.requestId === 'req-stream-error');
+    assert.equal(line.error, 'stream broke midway');
+    assert.equal((await host.invocationLog('req-stream-error')).status, 500);
   });
 
   test('a sync invocation past timeoutMs is a 504 with the request id', async () => {

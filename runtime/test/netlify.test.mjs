@@ -1,6 +1,7 @@
 // Netlify Functions v2 dialect over real HTTP against a spawned host.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { fixture, readChunk, startHost } from './harness.mjs';
 
 const fn = (name, file = `netlify/${name}.mjs`, extra = {}) => ({ name, file: fixture(file), dialect: 'netlify', catchAll: null, ...extra });
@@ -96,6 +97,27 @@ describe('netlify dialect', () => {
     const res = await host.call('empty', '/');
     assert.equal(res.status, 204);
     assert.equal(await res.text(), '');
+  });
+
+  test('a large request body the function never reads does not stall the keep-alive connection', async () => {
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const post = (size) => new Promise((resolve, reject) => {
+      const req = http.request({
+        host: '127.0.0.1', port: host.port, method: 'POST', path: '/', agent,
+        headers: { 'x-kpages-function': 'empty', 'content-length': size },
+      }, (res) => {
+        res.resume();
+        res.on('end', () => resolve({ status: res.statusCode, reused: req.reusedSocket }));
+      });
+      req.on('error', reject);
+      req.end(Buffer.alloc(size, 97));
+    });
+    try {
+      assert.deepEqual(await post(2_000_000), { status: 204, reused: false });
+      assert.deepEqual(await post(10), { status: 204, reused: true });
+    } finally {
+      agent.destroy();
+    }
   });
 
   test('a HEAD request gets the headers but no body', async () => {
