@@ -31,12 +31,14 @@ async function main() {
   const registry = new FunctionRegistry(definitions);
   const pending = new PendingWork();
   const server = createHostServer({ registry, pending });
+  // Imports start before the first connection can arrive, so every request finds its
+  // function's load in progress or done; readiness answers 503 until all are settled.
+  registry.loadAll();
   await new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port, options.host, resolve);
   });
   logger.info('listening', { port: server.address().port, host: options.host, functions: definitions.length });
-  registry.loadAll();
 
   const shutdown = async (signal) => {
     logger.info('shutting down', { signal, pendingWaitUntil: pending.size });

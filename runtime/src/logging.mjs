@@ -5,7 +5,7 @@
 // tagged with that invocation's request id and function name through AsyncLocalStorage, which
 // keeps concurrent invocations apart.
 
-import { format } from 'node:util';
+import { format, inspect } from 'node:util';
 import { currentInvocation } from './context.mjs';
 
 function write(line) {
@@ -50,4 +50,9 @@ export function captureConsole(target = console) {
       write({ time: new Date().toISOString(), level, msg: format(...args), source: 'console', ...invocationTags() });
     };
   }
+  // console.dir writes to the stream directly instead of going through console.log.
+  target.dir = (value, options) => {
+    write({ time: new Date().toISOString(), level: 'info', msg: inspect(value, options), source: 'console', ...invocationTags() });
+  };
+  target.dirxml = (...args) => target.log(...args);
 }

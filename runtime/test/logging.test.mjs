@@ -46,6 +46,8 @@ describe('logs', () => {
     assert.equal(byMsg['error line lv'].level, 'error');
     assert.equal(byMsg['debug line lv'].level, 'debug');
     assert.equal(byMsg['context.log line lv'].level, 'info');
+    assert.equal(byMsg[`{ dir: 'lv' }`].level, 'info');
+    assert.ok(mine.some((l) => l.msg.includes('table') && l.msg.includes('lv')), 'console.table output is captured');
     for (const line of mine) assert.equal(line.function, 'logs');
   });
 

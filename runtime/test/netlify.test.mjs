@@ -13,7 +13,7 @@ describe('netlify dialect', () => {
       functions: [
         fn('context'), fn('empty'), fn('cookies'), fn('env'), fn('next'), fn('stream'), fn('release'),
         fn('duplex'), fn('waituntil'), fn('bad-return'), fn('fetch-object'), fn('legacy'),
-        fn('module-exports', 'netlify/module-exports.cjs'),
+        fn('module-exports', 'netlify/module-exports.cjs'), fn('abortable'),
       ],
     });
   });
@@ -194,6 +194,16 @@ describe('netlify dialect', () => {
     let rest = '';
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) rest += next.value;
     assert.equal(rest, 'WORLD');
+  });
+
+  test('req.signal aborts when the client disconnects mid-invocation', async () => {
+    const controller = new AbortController();
+    const pending = host.call('abortable', '/', { control: { requestId: 'req-abort' }, signal: controller.signal });
+    await host.logs.waitFor((l) => l.msg === 'waiting for the client to leave' && l.requestId === 'req-abort');
+    controller.abort();
+    await assert.rejects(pending);
+    const line = await host.logs.waitFor((l) => l.msg.startsWith('saw abort') && l.requestId === 'req-abort');
+    assert.equal(line.msg, 'saw abort: true');
   });
 
   test('waitUntil: the response is sent first, the promise is kept alive and its failure logged', async () => {
