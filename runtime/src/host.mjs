@@ -42,9 +42,11 @@ async function main() {
 
   const shutdown = async (signal) => {
     logger.info('shutting down', { signal, pendingWaitUntil: pending.size });
+    // In-flight responses (server.close waits for them) and waitUntil work both get the grace period.
     const closed = new Promise((resolve) => server.close(resolve));
     server.closeIdleConnections();
-    await Promise.race([Promise.all([closed, pending.settle(SHUTDOWN_GRACE_MS)]), pending.settle(SHUTDOWN_GRACE_MS)]);
+    const grace = new Promise((resolve) => setTimeout(resolve, SHUTDOWN_GRACE_MS).unref());
+    await Promise.race([Promise.all([closed, pending.settle(SHUTDOWN_GRACE_MS)]), grace]);
     process.exit(0);
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));

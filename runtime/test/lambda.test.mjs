@@ -91,6 +91,12 @@ describe('lambda dialect', () => {
     assert.deepEqual(Buffer.from(await res.arrayBuffer()), Buffer.from([0, 1, 2, 254, 255]));
   });
 
+  test('a stream body (as Netlify\'s stream() helper returns) is piped to the client', async () => {
+    const res = await host.call('respond', '/?kind=stream');
+    assert.equal(res.status, 200);
+    assert.equal(await res.text(), 'streamed lambda body');
+  });
+
   test('a response without a numerical statusCode is a 500, logged with the reason', async () => {
     const res = await host.call('respond', '/?kind=nostatus', { control: { requestId: 'req-nostatus' } });
     assert.equal(res.status, 500);
