@@ -3,6 +3,7 @@
 // readiness endpoint), never on fixed sleeps.
 
 import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 import { mkdtemp, mkdir, writeFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -26,6 +27,21 @@ export const IDENTITY_ENV = {
   ACCOUNT_ID: 'acct-789',
   MY_SETTING: 'user value',
 };
+
+// Hosts still running when the test process ends (a cancelled or crashed test file) would be
+// orphaned; kill them on exit and on the signals a test runner uses to stop a file.
+const liveChildren = new Set();
+const liveDirs = new Set();
+process.on('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+  for (const dir of liveDirs) rmSync(dir, { recursive: true, force: true });
+});
+for (const signal of ['SIGTERM', 'SIGINT']) {
+  process.once(signal, () => {
+    for (const child of liveChildren) child.kill('SIGKILL');
+    process.exit(130);
+  });
+}
 
 /** Collects a child's stdout as parsed JSON lines and lets tests wait for one. */
 class LogCollector {
@@ -79,6 +95,7 @@ class LogCollector {
  */
 export async function startHost({ functions, files = {}, env = {}, args = [], waitReady = true }) {
   const dir = await mkdtemp(join(tmpdir(), 'kpages-host-test-'));
+  liveDirs.add(dir);
   for (const [path, content] of Object.entries(files)) {
     await mkdir(dirname(join(dir, path)), { recursive: true });
     await writeFile(join(dir, path), content);
@@ -89,6 +106,8 @@ export async function startHost({ functions, files = {}, env = {}, args = [], wa
     env: { ...process.env, ...IDENTITY_ENV, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  liveChildren.add(child);
+  child.once('exit', () => liveChildren.delete(child));
   const logs = new LogCollector();
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (d) => logs.push(d));
@@ -160,6 +179,7 @@ class HostProcess {
       await this.exited;
     }
     await rm(this.dir, { recursive: true, force: true });
+    liveDirs.delete(this.dir);
   }
 }
 
