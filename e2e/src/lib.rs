@@ -1,0 +1,135 @@
+//! Harness for kpages' cluster tier: a real single-node Kubernetes that `e2e/cluster` builds and
+//! runs inside a network namespace of its own (see `e2e/README.md`).
+//!
+//! ```text
+//!  test ──► Cluster::get()  ── runs `e2e/cluster up` once per test binary (idempotent: reuses a
+//!    │                          running cluster), keeps the kubeconfig path it prints last
+//!    ├──► cluster.client()  ── a kube Client on 127.0.0.1 (the forwarder to the namespace)
+//!    ├──► TestNamespace     ── a fresh namespace per test; on failure its pods, events and logs
+//!    │                          are printed; deleted afterwards unless KPAGES_E2E_KEEP=1
+//!    ├──► wait::until(...)  ── watch-based waits on conditions, each with a deadline
+//!    └──► cluster.netns(..) ── a command run inside the cluster's network namespace (curl a pod IP)
+//! ```
+//!
+//! Clients are made per test because every `#[tokio::test]` has its own runtime, and a kube client's
+//! connection tasks die with the runtime that spawned them.
+
+pub mod namespace;
+pub mod wait;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, Config};
+
+pub use namespace::TestNamespace;
+
+/// What can go wrong in the harness. Test bodies usually `expect` these away.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `e2e/cluster up` failed; its stderr went to the test's output.
+    #[error("e2e/cluster up failed: {0}")]
+    ClusterUp(String),
+    /// A command could not be started.
+    #[error("running {command}: {source}")]
+    Spawn { command: String, source: std::io::Error },
+    /// The kubeconfig `e2e/cluster up` printed could not be used.
+    #[error("kubeconfig {path}: {message}")]
+    Kubeconfig { path: PathBuf, message: String },
+    /// An API call failed.
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    /// A wait reached its deadline.
+    #[error("timed out after {seconds}s waiting for {what}")]
+    Timeout { what: String, seconds: u64 },
+    /// A watch used by a wait failed.
+    #[error("waiting for {what}: {message}")]
+    Wait { what: String, message: String },
+}
+
+/// The running testbed cluster.
+#[derive(Debug, Clone)]
+pub struct Cluster {
+    kubeconfig: PathBuf,
+    bin_dir: PathBuf,
+}
+
+static UP: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+impl Cluster {
+    /// Starts the cluster (or reuses the running one) the first time a test binary asks, by running
+    /// `e2e/cluster up`; later calls return the same cluster.
+    pub fn get() -> Result<Cluster, Error> {
+        UP.get_or_init(|| Self::up().map_err(|e| e.to_string())).clone().map_err(Error::ClusterUp)
+    }
+
+    fn up() -> Result<Cluster, Error> {
+        let script = script();
+        // stderr is inherited: the build and start-up progress belongs in the test output.
+        let out = Command::new(&script)
+            .arg("up")
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .map_err(|source| Error::Spawn { command: format!("{} up", script.display()), source })?;
+        if !out.status.success() {
+            return Err(Error::ClusterUp(format!("exit status {}", out.status)));
+        }
+        let kubeconfig = last_line(&out.stdout)
+            .ok_or_else(|| Error::ClusterUp("printed no kubeconfig path".into()))?;
+        let bin = Command::new(&script)
+            .arg("bin-dir")
+            .output()
+            .map_err(|source| Error::Spawn { command: format!("{} bin-dir", script.display()), source })?;
+        let bin_dir = last_line(&bin.stdout)
+            .ok_or_else(|| Error::ClusterUp("e2e/cluster bin-dir printed nothing".into()))?;
+        Ok(Cluster { kubeconfig: PathBuf::from(kubeconfig), bin_dir: PathBuf::from(bin_dir) })
+    }
+
+    /// The admin kubeconfig (server on 127.0.0.1).
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// A new client for the calling test's runtime.
+    pub async fn client(&self) -> Result<Client, Error> {
+        let kubeconfig_error =
+            |message: String| Error::Kubeconfig { path: self.kubeconfig.clone(), message };
+        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| kubeconfig_error(e.to_string()))?;
+        let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+            .await
+            .map_err(|e| kubeconfig_error(e.to_string()))?;
+        Ok(Client::try_from(config)?)
+    }
+
+    /// Runs the testbed's own kubectl against the cluster.
+    pub async fn kubectl(&self, args: &[&str]) -> Result<Output, Error> {
+        let kubectl = self.bin_dir.join("kubectl");
+        let mut cmd = tokio::process::Command::new(&kubectl);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        run(cmd, &format!("kubectl {}", args.join(" "))).await
+    }
+
+    /// Runs a command inside the cluster's network namespace, where pod and node IPs are reachable.
+    pub async fn netns(&self, args: &[&str]) -> Result<Output, Error> {
+        let mut cmd = tokio::process::Command::new(script());
+        cmd.arg("exec").arg("--").args(args);
+        run(cmd, &format!("e2e/cluster exec -- {}", args.join(" "))).await
+    }
+}
+
+async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<Output, Error> {
+    cmd.kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|source| Error::Spawn { command: what.to_string(), source })
+}
+
+fn script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster")
+}
+
+fn last_line(bytes: &[u8]) -> Option<String> {
+    String::from_utf8_lossy(bytes).lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+}
