@@ -34,7 +34,10 @@ pub enum Error {
     ClusterUp(String),
     /// A command could not be started.
     #[error("running {command}: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     /// The kubeconfig `e2e/cluster up` printed could not be used.
     #[error("kubeconfig {path}: {message}")]
     Kubeconfig { path: PathBuf, message: String },
@@ -62,7 +65,9 @@ impl Cluster {
     /// Starts the cluster (or reuses the running one) the first time a test binary asks, by running
     /// `e2e/cluster up`; later calls return the same cluster.
     pub fn get() -> Result<Cluster, Error> {
-        UP.get_or_init(|| Self::up().map_err(|e| e.to_string())).clone().map_err(Error::ClusterUp)
+        UP.get_or_init(|| Self::up().map_err(|e| e.to_string()))
+            .clone()
+            .map_err(Error::ClusterUp)
     }
 
     fn up() -> Result<Cluster, Error> {
@@ -72,7 +77,10 @@ impl Cluster {
             .arg("up")
             .stderr(std::process::Stdio::inherit())
             .output()
-            .map_err(|source| Error::Spawn { command: format!("{} up", script.display()), source })?;
+            .map_err(|source| Error::Spawn {
+                command: format!("{} up", script.display()),
+                source,
+            })?;
         if !out.status.success() {
             return Err(Error::ClusterUp(format!("exit status {}", out.status)));
         }
@@ -81,10 +89,16 @@ impl Cluster {
         let bin = Command::new(&script)
             .arg("bin-dir")
             .output()
-            .map_err(|source| Error::Spawn { command: format!("{} bin-dir", script.display()), source })?;
+            .map_err(|source| Error::Spawn {
+                command: format!("{} bin-dir", script.display()),
+                source,
+            })?;
         let bin_dir = last_line(&bin.stdout)
             .ok_or_else(|| Error::ClusterUp("e2e/cluster bin-dir printed nothing".into()))?;
-        Ok(Cluster { kubeconfig: PathBuf::from(kubeconfig), bin_dir: PathBuf::from(bin_dir) })
+        Ok(Cluster {
+            kubeconfig: PathBuf::from(kubeconfig),
+            bin_dir: PathBuf::from(bin_dir),
+        })
     }
 
     /// The admin kubeconfig (server on 127.0.0.1).
@@ -94,9 +108,12 @@ impl Cluster {
 
     /// A new client for the calling test's runtime.
     pub async fn client(&self) -> Result<Client, Error> {
-        let kubeconfig_error =
-            |message: String| Error::Kubeconfig { path: self.kubeconfig.clone(), message };
-        let kc = Kubeconfig::read_from(&self.kubeconfig).map_err(|e| kubeconfig_error(e.to_string()))?;
+        let kubeconfig_error = |message: String| Error::Kubeconfig {
+            path: self.kubeconfig.clone(),
+            message,
+        };
+        let kc =
+            Kubeconfig::read_from(&self.kubeconfig).map_err(|e| kubeconfig_error(e.to_string()))?;
         let config = Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
             .await
             .map_err(|e| kubeconfig_error(e.to_string()))?;
@@ -123,7 +140,10 @@ async fn run(mut cmd: tokio::process::Command, what: &str) -> Result<Output, Err
     cmd.kill_on_drop(true)
         .output()
         .await
-        .map_err(|source| Error::Spawn { command: what.to_string(), source })
+        .map_err(|source| Error::Spawn {
+            command: what.to_string(),
+            source,
+        })
 }
 
 fn script() -> PathBuf {
@@ -131,5 +151,9 @@ fn script() -> PathBuf {
 }
 
 fn last_line(bytes: &[u8]) -> Option<String> {
-    String::from_utf8_lossy(bytes).lines().rev().find(|l| !l.trim().is_empty()).map(|l| l.trim().to_string())
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .map(|l| l.trim().to_string())
 }

@@ -31,7 +31,9 @@ impl TestNamespace {
         F: FnOnce(TestNamespace) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let ns = Self::create(prefix).await.unwrap_or_else(|e| panic!("creating a test namespace: {e}"));
+        let ns = Self::create(prefix)
+            .await
+            .unwrap_or_else(|e| panic!("creating a test namespace: {e}"));
         let outcome = AssertUnwindSafe(body(ns.clone())).catch_unwind().await;
         if outcome.is_err() {
             ns.dump().await;
@@ -46,7 +48,10 @@ impl TestNamespace {
     pub async fn create(prefix: &str) -> Result<TestNamespace, Error> {
         let cluster = Cluster::get()?;
         let client = cluster.client().await?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
         let suffix = format!("{:x}{:05x}", std::process::id() % 0xfff, nanos % 0xfffff);
         let mut name = format!("e2e-{prefix}");
         name.truncate(63 - suffix.len() - 1);
@@ -54,9 +59,18 @@ impl TestNamespace {
         let namespace: Namespace = serde_json::from_value(json!({
             "metadata": {"name": name, "labels": {"kpages.dev/e2e": "true"}}
         }))
-        .map_err(|e| Error::Wait { what: "namespace".into(), message: e.to_string() })?;
-        Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &namespace).await?;
-        Ok(TestNamespace { cluster, client, name })
+        .map_err(|e| Error::Wait {
+            what: "namespace".into(),
+            message: e.to_string(),
+        })?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &namespace)
+            .await?;
+        Ok(TestNamespace {
+            cluster,
+            client,
+            name,
+        })
     }
 
     /// The namespace's name.
@@ -86,10 +100,16 @@ impl TestNamespace {
                     eprintln!("--- pod {name} status:\n{status}");
                     let containers = pod.spec.map(|s| s.containers).unwrap_or_default();
                     for c in containers {
-                        let params = LogParams { container: Some(c.name.clone()), ..LogParams::default() };
+                        let params = LogParams {
+                            container: Some(c.name.clone()),
+                            ..LogParams::default()
+                        };
                         match pods.logs(&name, &params).await {
                             Ok(log) => eprintln!("--- pod {name} container {} log:\n{log}", c.name),
-                            Err(e) => eprintln!("--- pod {name} container {} log unavailable: {e}", c.name),
+                            Err(e) => eprintln!(
+                                "--- pod {name} container {} log unavailable: {e}",
+                                c.name
+                            ),
                         }
                     }
                 }
@@ -118,7 +138,10 @@ impl TestNamespace {
             return;
         }
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
-        if let Err(e) = namespaces.delete(&self.name, &DeleteParams::background()).await {
+        if let Err(e) = namespaces
+            .delete(&self.name, &DeleteParams::background())
+            .await
+        {
             eprintln!("deleting namespace {}: {e}", self.name);
         }
     }

@@ -13,16 +13,30 @@ use serde::de::DeserializeOwned;
 use crate::Error;
 
 /// Waits until `cond` holds for the object `name`, for at most `timeout`; returns the object.
-pub async fn until<K>(api: &Api<K>, name: &str, timeout: Duration, cond: impl Condition<K>) -> Result<K, Error>
+pub async fn until<K>(
+    api: &Api<K>,
+    name: &str,
+    timeout: Duration,
+    cond: impl Condition<K>,
+) -> Result<K, Error>
 where
     K: Clone + Debug + Send + Sync + DeserializeOwned + Resource + 'static,
     <K as Resource>::DynamicType: Default,
 {
     let what = format!("{} {name}", K::kind(&Default::default()));
     match tokio::time::timeout(timeout, await_condition(api.clone(), name, cond)).await {
-        Err(_) => Err(Error::Timeout { what, seconds: timeout.as_secs() }),
-        Ok(Err(e)) => Err(Error::Wait { what, message: e.to_string() }),
-        Ok(Ok(None)) => Err(Error::Wait { what, message: "the object does not exist".into() }),
+        Err(_) => Err(Error::Timeout {
+            what,
+            seconds: timeout.as_secs(),
+        }),
+        Ok(Err(e)) => Err(Error::Wait {
+            what,
+            message: e.to_string(),
+        }),
+        Ok(Ok(None)) => Err(Error::Wait {
+            what,
+            message: "the object does not exist".into(),
+        }),
         Ok(Ok(Some(obj))) => Ok(obj),
     }
 }
@@ -49,7 +63,9 @@ pub fn pod_ready() -> impl Condition<Pod> {
 pub fn deployment_rolled_out() -> impl Condition<Deployment> {
     |d: Option<&Deployment>| {
         let Some(d) = d else { return false };
-        let (Some(spec), Some(status)) = (d.spec.as_ref(), d.status.as_ref()) else { return false };
+        let (Some(spec), Some(status)) = (d.spec.as_ref(), d.status.as_ref()) else {
+            return false;
+        };
         let want = spec.replicas.unwrap_or(1);
         status.observed_generation >= d.metadata.generation
             && status.updated_replicas == Some(want)

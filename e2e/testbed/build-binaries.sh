@@ -108,7 +108,8 @@ mkdir -p "$out"
 log "compiling ${#tools[@]} programs in one go build (nice 10; several minutes cold on 2 cores)"
 (cd "$work" && nice -n 10 go build -trimpath -ldflags "$ldflags" -o "$out/" "${tools[@]}") ||
   die "go build failed in $work"
-mv "$out/v3" "$out/etcd" # the etcd main package's directory is named v3
+# go names the binary of go.etcd.io/etcd/server/v3 after "server" (the element before /v3).
+for name in server v3; do [[ -x "$out/$name" ]] && mv "$out/$name" "$out/etcd"; done
 
 for b in "${binaries[@]}"; do [[ -x "$out/$b" ]] || die "go build did not produce $b"; done
 rm -rf "$bin_dir"

@@ -45,31 +45,76 @@ async fn the_node_is_ready() {
     let cluster = Cluster::get().expect("cluster up");
     let client = cluster.client().await.expect("client");
     let nodes: Api<Node> = Api::all(client.clone());
-    let node = wait::until(&nodes, "kpages-e2e", DEADLINE, wait::node_ready()).await.expect("node Ready");
+    let node = wait::until(&nodes, "kpages-e2e", DEADLINE, wait::node_ready())
+        .await
+        .expect("node Ready");
     let info = node.status.and_then(|s| s.node_info).expect("node info");
-    assert!(info.kubelet_version.starts_with("v1.35."), "kubelet reports {}", info.kubelet_version);
-    assert!(info.container_runtime_version.starts_with("containerd://"), "{}", info.container_runtime_version);
+    assert!(
+        info.kubelet_version.starts_with("v1.35."),
+        "kubelet reports {}",
+        info.kubelet_version
+    );
+    assert!(
+        info.container_runtime_version.starts_with("containerd://"),
+        "{}",
+        info.container_runtime_version
+    );
     let version = client.apiserver_version().await.expect("/version");
-    assert_eq!((version.major.as_str(), version.minor.as_str()), ("1", "35"), "{version:?}");
-    assert!(version.git_version.starts_with("v1.35."), "apiserver reports {}", version.git_version);
+    assert_eq!(
+        (version.major.as_str(), version.minor.as_str()),
+        ("1", "35"),
+        "{version:?}"
+    );
+    assert!(
+        version.git_version.starts_with("v1.35."),
+        "apiserver reports {}",
+        version.git_version
+    );
 }
 
 #[tokio::test]
 async fn a_node20_pod_serves_http_on_its_pod_ip_and_its_logs_are_readable() {
     TestNamespace::run("pod-http", |ns| async move {
         let pods: Api<Pod> = ns.api();
-        let pod: Pod = serde_json::from_value(hello_server("hello", json!({"app": "hello"}))).expect("pod");
-        pods.create(&PostParams::default(), &pod).await.expect("create pod");
-        let pod = wait::until(&pods, "hello", DEADLINE, wait::pod_ready()).await.expect("pod Ready");
+        let pod: Pod =
+            serde_json::from_value(hello_server("hello", json!({"app": "hello"}))).expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
+        let pod = wait::until(&pods, "hello", DEADLINE, wait::pod_ready())
+            .await
+            .expect("pod Ready");
         let ip = pod.status.and_then(|s| s.pod_ip).expect("pod IP");
 
-        let out = ns.cluster.netns(&["curl", "-fsS", "--max-time", "10", &format!("http://{ip}:8080/")]).await.expect("curl");
+        let out = ns
+            .cluster
+            .netns(&[
+                "curl",
+                "-fsS",
+                "--max-time",
+                "10",
+                &format!("http://{ip}:8080/"),
+            ])
+            .await
+            .expect("curl");
         assert!(out.status.success(), "curl {ip}: {}", text(&out.stderr));
         assert_eq!(text(&out.stdout), "hello from hello on node v20.20.2");
 
-        let logs = ns.cluster.kubectl(&["-n", ns.name(), "logs", "hello"]).await.expect("kubectl logs");
-        assert!(logs.status.success(), "kubectl logs: {}", text(&logs.stderr));
-        assert!(text(&logs.stdout).contains("listening on 8080"), "log was {:?}", text(&logs.stdout));
+        let logs = ns
+            .cluster
+            .kubectl(&["-n", ns.name(), "logs", "hello"])
+            .await
+            .expect("kubectl logs");
+        assert!(
+            logs.status.success(),
+            "kubectl logs: {}",
+            text(&logs.stderr)
+        );
+        assert!(
+            text(&logs.stdout).contains("listening on 8080"),
+            "log was {:?}",
+            text(&logs.stdout)
+        );
     })
     .await;
 }

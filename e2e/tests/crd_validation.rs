@@ -23,11 +23,16 @@ async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
     for (_, crd) in kpages_crds::generate::crds() {
         let name = crd.name_any();
         let params = PatchParams::apply("kpages-e2e").force();
-        crds.patch(&name, &params, &Patch::Apply(&crd)).await.unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
-        tokio::time::timeout(Duration::from_secs(60), await_condition(crds.clone(), &name, is_crd_established()))
+        crds.patch(&name, &params, &Patch::Apply(&crd))
             .await
-            .unwrap_or_else(|_| panic!("CRD {name} not Established within 60s"))
-            .unwrap_or_else(|e| panic!("watching CRD {name}: {e}"));
+            .unwrap_or_else(|e| panic!("applying CRD {name}: {e}"));
+        tokio::time::timeout(
+            Duration::from_secs(60),
+            await_condition(crds.clone(), &name, is_crd_established()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("CRD {name} not Established within 60s"))
+        .unwrap_or_else(|e| panic!("watching CRD {name}: {e}"));
         installed.push(crd);
     }
     installed
@@ -35,7 +40,10 @@ async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
 
 fn resource_for(crds: &[CustomResourceDefinition], object: &serde_json::Value) -> ApiResource {
     let kind = object["kind"].as_str().expect("object has a kind");
-    let crd = crds.iter().find(|c| c.spec.names.kind == kind).unwrap_or_else(|| panic!("no CRD for kind {kind}"));
+    let crd = crds
+        .iter()
+        .find(|c| c.spec.names.kind == kind)
+        .unwrap_or_else(|| panic!("no CRD for kind {kind}"));
     let version = &crd.spec.versions[0].name;
     ApiResource {
         group: crd.spec.group.clone(),
@@ -58,16 +66,26 @@ async fn the_api_server_rejects_bad_manifests_with_the_expected_message() {
         let pp = PostParams::default();
 
         for (name, object) in fixtures::valid() {
-            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.name(), &resource_for(&crds, &object));
-            api.create(&pp, &dynamic(&object)).await.unwrap_or_else(|e| panic!("valid/{name} was rejected: {e}"));
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(client.clone(), ns.name(), &resource_for(&crds, &object));
+            api.create(&pp, &dynamic(&object))
+                .await
+                .unwrap_or_else(|e| panic!("valid/{name} was rejected: {e}"));
         }
 
         let invalid = fixtures::invalid();
-        assert!(invalid.len() >= 10, "expected at least 10 invalid fixtures, found {}", invalid.len());
+        assert!(
+            invalid.len() >= 10,
+            "expected at least 10 invalid fixtures, found {}",
+            invalid.len()
+        );
         let mut failures = Vec::new();
         for fixture in &invalid {
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(client.clone(), ns.name(), &resource_for(&crds, &fixture.object));
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                client.clone(),
+                ns.name(),
+                &resource_for(&crds, &fixture.object),
+            );
             let mut object = dynamic(&fixture.object);
             let result = match &fixture.update_of {
                 None => api.create(&pp, &object).await,
@@ -81,14 +99,29 @@ async fn the_api_server_rejects_bad_manifests_with_the_expected_message() {
                 }
             };
             match result {
-                Ok(_) => failures.push(format!("{}: accepted; expected rejection with {:?}", fixture.name, fixture.expect)),
+                Ok(_) => failures.push(format!(
+                    "{}: accepted; expected rejection with {:?}",
+                    fixture.name, fixture.expect
+                )),
                 Err(kube::Error::Api(status)) if status.message.contains(&fixture.expect) => {
-                    eprintln!("{}: rejected ({}): {}", fixture.name, status.code, status.message);
+                    eprintln!(
+                        "{}: rejected ({}): {}",
+                        fixture.name, status.code, status.message
+                    );
                 }
-                Err(e) => failures.push(format!("{}: rejected with {e}, expected {:?}", fixture.name, fixture.expect)),
+                Err(e) => failures.push(format!(
+                    "{}: rejected with {e}, expected {:?}",
+                    fixture.name, fixture.expect
+                )),
             }
         }
-        assert!(failures.is_empty(), "{} of {} bad manifests misbehaved:\n{}", failures.len(), invalid.len(), failures.join("\n"));
+        assert!(
+            failures.is_empty(),
+            "{} of {} bad manifests misbehaved:\n{}",
+            failures.len(),
+            invalid.len(),
+            failures.join("\n")
+        );
     })
     .await;
 }
