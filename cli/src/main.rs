@@ -1,0 +1,36 @@
+//! `kpages`: build, serve and deploy "Pages + Functions" sites.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod crd;
+
+/// Self-hosted Pages + Functions: build sites written for Netlify or EdgeOne Pages, run them
+/// locally with `kpages dev`, deploy them to Kubernetes.
+#[derive(Parser)]
+#[command(name = "kpages", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the CustomResourceDefinitions (Site, Deploy, FunctionRoute) as YAML.
+    Crd(crd::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Crd(args) => crd::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kpages: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
