@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod build;
 mod crd;
 
 /// Self-hosted Pages + Functions: build sites written for Netlify or EdgeOne Pages, run them
@@ -17,6 +18,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Package a site (EdgeOne Pages, Netlify or static) into blobs and a deploy manifest;
+    /// prints the manifest digest last.
+    Build(build::Args),
     /// Print the CustomResourceDefinitions (Site, Deploy, FunctionRoute) as YAML.
     Crd(crd::Args),
 }
@@ -24,6 +28,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Build(args) => build::run(&args),
         Command::Crd(args) => crd::run(&args),
     };
     match result {

@@ -1,0 +1,176 @@
+//! Detecting two functions that claim the same route.
+//!
+//! Routes are compared by shape: literal segments as written (case-sensitive), any one-segment
+//! parameter (`[id]`, `:id`) alike, any catch-all (`[[rest]]`, `*`) alike, and a trailing slash
+//! ignored — because the router cannot tell `/users/[id]` from `/users/[slug]`. Two claims
+//! conflict only when their methods overlap (no methods means all).
+
+use std::collections::BTreeMap;
+
+use kpages_crds::manifest::{Function, Route, RouteSyntax};
+
+use crate::error::BuildError;
+
+/// The comparable shape of a route pattern.
+pub fn shape(route: &Route) -> String {
+    let segments: Vec<&str> = route.pattern.split('/').filter(|s| !s.is_empty()).collect();
+    let mapped: Vec<String> = segments
+        .iter()
+        .map(|seg| match route.syntax {
+            RouteSyntax::File if seg.starts_with("[[") && seg.ends_with("]]") => "*".into(),
+            RouteSyntax::File if seg.starts_with('[') && seg.ends_with(']') => ":".into(),
+            RouteSyntax::Urlpattern if *seg == "*" => "*".into(),
+            RouteSyntax::Urlpattern
+                if seg.starts_with(':')
+                    && seg[1..].chars().all(|c| c.is_alphanumeric() || c == '_') =>
+            {
+                ":".into()
+            }
+            _ => (*seg).to_string(),
+        })
+        .collect();
+    format!("/{}", mapped.join("/"))
+}
+
+/// Fails when two functions claim one route with overlapping methods.
+pub fn check_conflicts(functions: &[Function]) -> Result<(), BuildError> {
+    let mut claims: BTreeMap<String, Vec<(&Function, &Route)>> = BTreeMap::new();
+    for f in functions {
+        for r in &f.routes {
+            let key = shape(r);
+            for (other, _) in claims.get(&key).into_iter().flatten() {
+                let overlap = f.methods.is_empty()
+                    || other.methods.is_empty()
+                    || f.methods.iter().any(|m| other.methods.contains(m));
+                if overlap && other.name != f.name {
+                    return Err(BuildError::RouteConflict {
+                        route: r.pattern.clone(),
+                        first: describe(other),
+                        second: describe(f),
+                    });
+                }
+            }
+            claims.entry(key).or_default().push((f, r));
+        }
+    }
+    Ok(())
+}
+
+fn describe(f: &Function) -> String {
+    match &f.source {
+        Some(s) => format!("{s} (function {:?})", f.name),
+        None => format!("function {:?}", f.name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kpages_crds::Digest;
+    use kpages_crds::manifest::{Dialect, InvocationKind};
+
+    fn route(p: &str, syntax: RouteSyntax) -> Route {
+        Route {
+            pattern: p.into(),
+            syntax,
+        }
+    }
+
+    fn function(name: &str, routes: Vec<Route>, methods: &[&str]) -> Function {
+        Function {
+            name: name.into(),
+            bundle: Digest::of(name.as_bytes()),
+            dialect: Dialect::Netlify,
+            invocation: InvocationKind::Sync,
+            schedule: None,
+            routes,
+            excluded_routes: vec![],
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            prefer_static: false,
+            catch_all: None,
+            limits: Default::default(),
+            included_files: vec![],
+            rate_limit: None,
+            source: Some(format!("src/{name}.js")),
+        }
+    }
+
+    #[test]
+    fn shapes_ignore_parameter_names_and_trailing_slashes() {
+        use RouteSyntax::*;
+        let cases = [
+            (route("/users/[id]", File), "/users/:"),
+            (route("/users/:slug", Urlpattern), "/users/:"),
+            (route("/a/[[rest]]", File), "/a/*"),
+            (route("/a/*", Urlpattern), "/a/*"),
+            (route("/a/", Urlpattern), "/a"),
+            (route("/", File), "/"),
+            (route("/Api", File), "/Api"),
+            (route("/x/:id?", Urlpattern), "/x/:id?"),
+        ];
+        for (r, want) in cases {
+            assert_eq!(shape(&r), want, "{}", r.pattern);
+        }
+    }
+
+    #[test]
+    fn conflicts_need_the_same_shape_and_overlapping_methods() {
+        use RouteSyntax::*;
+        let cases = [
+            (
+                vec![
+                    ("a", "/x", File, &[][..]),
+                    ("b", "/x/", Urlpattern, &[][..]),
+                ],
+                true,
+            ),
+            (
+                vec![
+                    ("a", "/u/[id]", File, &[][..]),
+                    ("b", "/u/[slug]", File, &[][..]),
+                ],
+                true,
+            ),
+            (
+                vec![
+                    ("a", "/x", Urlpattern, &["GET"][..]),
+                    ("b", "/x", Urlpattern, &["POST"][..]),
+                ],
+                false,
+            ),
+            (
+                vec![
+                    ("a", "/x", Urlpattern, &["GET"][..]),
+                    ("b", "/x", Urlpattern, &[][..]),
+                ],
+                true,
+            ),
+            (
+                vec![
+                    ("a", "/x", Urlpattern, &[][..]),
+                    ("b", "/X", Urlpattern, &[][..]),
+                ],
+                false,
+            ),
+            (
+                vec![
+                    ("a", "/u/[id]", File, &[][..]),
+                    ("b", "/u/me", File, &[][..]),
+                ],
+                false,
+            ),
+        ];
+        for (claims, conflict) in cases {
+            let fns: Vec<_> = claims
+                .iter()
+                .map(|(n, p, s, m)| function(n, vec![route(p, *s)], m))
+                .collect();
+            let got = check_conflicts(&fns);
+            assert_eq!(got.is_err(), conflict, "{claims:?}");
+            if let Err(e) = got {
+                let e = e.to_string();
+                assert!(e.contains("src/a.js") && e.contains("src/b.js"), "{e}");
+            }
+        }
+    }
+}
