@@ -1,0 +1,3 @@
+//! `kpages-operator`: see the library.
+
+fn main() {}

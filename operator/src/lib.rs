@@ -1,0 +1,19 @@
+//! The kpages operator: reconciles `Site`, `Deploy` and `FunctionRoute` objects into Node.js
+//! function pods, Services, routes and schedule jobs.
+//!
+//! ```text
+//!  Deploy ─► deploy_controller ─ dereference Site, read manifest (verified) ─► desired (pure)
+//!                                 ─► server-side apply ─► status (phase, conditions, functions)
+//!  Site   ─► site_controller   ─ plan (pure): active deploy, warm set, retention ─► status, deletes
+//!  FunctionRoute ─► route_controller ─ resolve refs, detect conflicts ─► status
+//! ```
+//!
+//! Every controller follows the same pipeline and keeps its decisions in pure functions
+//! ([`desired`], [`plan`]), so the interesting logic is unit-tested without a cluster.
+
+pub mod desired;
+pub mod names;
+pub mod plan;
+
+#[cfg(test)]
+mod fixtures;
