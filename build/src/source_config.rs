@@ -191,10 +191,18 @@ impl Parser<'_> {
                     "false" => Value::Bool(false),
                     "null" | "undefined" => Value::Null,
                     _ => {
-                        return Err(self.non_static(
-                            field,
-                            format!("an expression `{}`", self.snippet(start)),
-                        ));
+                        let what = if self.rest().trim_start().starts_with('(') {
+                            format!("a call `{ident}(…)`")
+                        } else if self
+                            .rest()
+                            .trim_start()
+                            .starts_with([',', '}', ']', ';', '\n'])
+                        {
+                            format!("the variable `{ident}`")
+                        } else {
+                            format!("an expression `{}`", self.snippet(start))
+                        };
+                        return Err(self.non_static(field, what));
                     }
                 }
             }
@@ -469,7 +477,7 @@ mod tests {
             (
                 "export const config = { path: getPath() };\n",
                 "path",
-                "getPath()",
+                "a call `getPath(…)`",
             ),
             (
                 "export const config = { path: [\"/a\", base + \"/b\"] };\n",
@@ -484,7 +492,7 @@ mod tests {
             (
                 "export const config = { rateLimit: { windowLimit: LIMIT } };\n",
                 "rateLimit.windowLimit",
-                "LIMIT",
+                "the variable `LIMIT`",
             ),
             ("export const config = { path };\n", "path", "shorthand"),
             (
@@ -500,7 +508,7 @@ mod tests {
             (
                 "export const config = makeConfig();\n",
                 "config",
-                "makeConfig()",
+                "a call `makeConfig(…)`",
             ),
         ];
         for (src, field, found) in cases {

@@ -201,6 +201,15 @@ pub enum RouteSyntax {
     /// URLPattern pathname syntax as in Netlify's `config.path`: `/api/:id`, `/blog/*`.
     Urlpattern,
     /// EdgeOne file routes: `/users/[id]` (one segment), `/koa/[[default]]` (catch-all).
+    ///
+    /// Matching is case-sensitive and a trailing slash is optional. `[name]` matches exactly
+    /// one non-empty segment; `[[name]]` is always the last segment and matches zero or more
+    /// segments, so `/koa/[[default]]` serves `/koa` and `/koa/a/b`; its param value is the
+    /// rest of the path without the leading slash (`""`, `"a/b"`). When several file routes
+    /// match, compare them segment by segment from the left: a literal segment beats `[name]`,
+    /// which beats `[[name]]` (so `/users/me` beats `/users/[id]`, which beats
+    /// `/users/[[rest]]`). `kpages build` does not encode this in the order of `functions`
+    /// (they are sorted by name); the router applies it.
     File,
 }
 
@@ -233,7 +242,9 @@ pub struct RateLimit {
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Rules {
-    /// Redirects, rewrites and proxies; the first match wins.
+    /// Redirects, rewrites and proxies; the first match wins. `kpages build` writes them in
+    /// the order they apply: Frameworks API `redirects!` (marked `important`), `_redirects`,
+    /// `netlify.toml`, Frameworks API `redirects`, then `edgeone.json` redirects and rewrites.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub redirects: Vec<RedirectRule>,
     /// Header rules; every matching rule adds its headers.

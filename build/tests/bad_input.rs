@@ -1,0 +1,212 @@
+//! Bad input fails with a message naming the file (and line or field) and writes nothing.
+
+mod common;
+
+use common::SiteFixture;
+
+const OK_FN: &str = "export default async () => new Response('ok');\n";
+
+#[test]
+fn syntax_errors_name_file_and_line() {
+    let site = SiteFixture::new().with("index.html", "<h1>hi</h1>").with(
+        "netlify/functions/broken.mts",
+        "export default async () => {\n  const x = ;\n};\n",
+    );
+    let err = site.build_fails();
+    assert!(err.starts_with("netlify/functions/broken.mts:2:"), "{err}");
+    let eo = SiteFixture::new().with("node-functions/api.js", "export function onRequest( {\n");
+    let err = eo.build_fails();
+    assert!(err.starts_with("node-functions/api.js:2:"), "{err}");
+}
+
+#[test]
+fn two_functions_claiming_one_route_are_both_named() {
+    let cases = [
+        (
+            SiteFixture::new()
+                .with(
+                    "netlify/functions/a.mjs",
+                    &format!("{OK_FN}export const config = {{ path: '/x' }};\n"),
+                )
+                .with(
+                    "netlify/functions/b.mjs",
+                    &format!("{OK_FN}export const config = {{ path: ['/y', '/x/'] }};\n"),
+                ),
+            ["netlify/functions/a.mjs", "netlify/functions/b.mjs"],
+        ),
+        (
+            SiteFixture::new()
+                .with("node-functions/users/[id].js", OK_FN)
+                .with("node-functions/users/[slug].js", OK_FN),
+            [
+                "node-functions/users/[id].js",
+                "node-functions/users/[slug].js",
+            ],
+        ),
+        (
+            SiteFixture::new()
+                .with("node-functions/hello.js", OK_FN)
+                .with("cloud-functions/hello/index.js", OK_FN),
+            ["cloud-functions/hello/index.js", "node-functions/hello.js"],
+        ),
+        (
+            SiteFixture::new()
+                .with("netlify/functions/hello.mjs", OK_FN)
+                .with("netlify/functions/hello.ts", OK_FN),
+            ["netlify/functions/hello.mjs", "netlify/functions/hello.ts"],
+        ),
+    ];
+    for (site, files) in cases {
+        let err = site.build_fails();
+        for f in files {
+            assert!(err.contains(f), "{f} missing from: {err}");
+        }
+    }
+}
+
+#[test]
+fn non_static_config_names_file_and_field() {
+    let site = SiteFixture::new().with(
+        "netlify/functions/dyn.mts",
+        &format!("const base = '/api';\n{OK_FN}export const config = {{ path: base + '/dyn' }};\n"),
+    );
+    let err = site.build_fails();
+    assert!(
+        err.starts_with("netlify/functions/dyn.mts: config field `path`"),
+        "{err}"
+    );
+    assert!(err.contains("not a static value"), "{err}");
+}
+
+#[test]
+fn unsupported_config_values_name_file_and_field() {
+    let cases = [
+        ("export const config = { path: 'relative' };\n", "`path`"),
+        (
+            "export const config = { schedule: 'sometimes' };\n",
+            "`schedule`",
+        ),
+        ("export const config = { cache: 'manual' };\n", "`cache`"),
+        (
+            "export const config = { rateLimit: { windowLimit: 0, windowSize: 1 } };\n",
+            "`rateLimit.windowLimit`",
+        ),
+        (
+            "export const config = { schedule: '@daily', path: '/x' };\n",
+            "`path`",
+        ),
+    ];
+    for (config, field) in cases {
+        let site = SiteFixture::new().with("netlify/functions/f.mjs", &format!("{OK_FN}{config}"));
+        let err = site.build_fails();
+        assert!(
+            err.starts_with(&format!("netlify/functions/f.mjs: config field {field}")),
+            "{config}: {err}"
+        );
+    }
+    let bg = SiteFixture::new().with(
+        "netlify/functions/job-background.mjs",
+        &format!("{OK_FN}export const config = {{ schedule: '@daily' }};\n"),
+    );
+    assert!(bg.build_fails().contains("cannot also be scheduled"));
+}
+
+#[test]
+fn unparseable_rule_files_name_file_and_line() {
+    let cases = [
+        ("_redirects", "/a /b\n/c\n", "_redirects:2: "),
+        (
+            "_redirects",
+            "# ok\n/a /b 302\n/c /d 999\n",
+            "_redirects:3: ",
+        ),
+        ("_headers", "/*\n  X-A: 1\n  what\n", "_headers:3: "),
+    ];
+    for (file, text, want) in cases {
+        let site = SiteFixture::new().with("index.html", "hi").with(file, text);
+        let err = site.build_fails();
+        assert!(err.starts_with(want), "{file}: {err}");
+    }
+    let published = SiteFixture::new()
+        .with("netlify.toml", "[build]\npublish = \"dist\"\n")
+        .with("dist/_redirects", "/x\n");
+    assert!(published.build_fails().starts_with("dist/_redirects:1: "));
+}
+
+#[test]
+fn bad_configuration_files_name_file_and_field() {
+    let cases = [
+        (
+            "netlify.toml",
+            "[[redirects]]\nfrom = \"/a\"\n",
+            "netlify.toml: `redirects[0]`",
+        ),
+        (
+            "netlify.toml",
+            "[build]\npublish = \"missing\"\n",
+            "netlify.toml: `build.publish`",
+        ),
+        (
+            "edgeone.json",
+            "{\"redirects\": [{\"source\": \"/a\", \"destination\": \"/b\", \"statusCode\": 200}]}",
+            "edgeone.json: `redirects[0].statusCode`",
+        ),
+        (
+            ".netlify/v1/config.json",
+            "{\"redirects\": [{\"from\": \"/a\"}]}",
+            ".netlify/v1/config.json: `redirects[0]`",
+        ),
+    ];
+    for (file, text, want) in cases {
+        let site = SiteFixture::new().with("index.html", "hi").with(file, text);
+        let err = site.build_fails();
+        assert!(err.starts_with(want), "{file}: {err}");
+    }
+}
+
+#[test]
+fn modules_without_a_handler_and_missing_dependencies_are_explained() {
+    let site = SiteFixture::new().with("netlify/functions/empty.mjs", "export const x = 1;\n");
+    let err = site.build_fails();
+    assert!(err.contains("netlify/functions/empty.mjs"), "{err}");
+    assert!(err.contains("neither a default function"), "{err}");
+    let site = SiteFixture::new().with(
+        "netlify/functions/dep.mjs",
+        &format!("import pad from 'left-pad-not-installed';\n{OK_FN}"),
+    );
+    let err = site.build_fails();
+    assert!(err.starts_with("netlify/functions/dep.mjs:1:"), "{err}");
+    assert!(err.contains("npm ci"), "{err}");
+}
+
+#[test]
+fn a_failed_rebuild_leaves_the_existing_output_untouched() {
+    let site = SiteFixture::new().with("index.html", "v1");
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("out");
+    let first = common::build(site.path(), &out).unwrap();
+    let listing = |dir: &std::path::Path| {
+        let mut names: Vec<_> = walk(dir);
+        names.sort();
+        names
+    };
+    let before = listing(parent.path());
+    let site = site
+        .with("index.html", "v2")
+        .with("_redirects", "/broken\n");
+    assert!(common::build(site.path(), &out).is_err());
+    assert_eq!(listing(parent.path()), before);
+    assert!(out.join("blobs/sha256").join(first.digest.hex()).is_file());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir") {
+        let p = e.expect("dir entry").path();
+        out.push(p.display().to_string());
+        if p.is_dir() {
+            out.extend(walk(&p));
+        }
+    }
+    out
+}
