@@ -11,9 +11,17 @@
 //! Every controller follows the same pipeline and keeps its decisions in pure functions
 //! ([`desired`], [`plan`]), so the interesting logic is unit-tested without a cluster.
 
+pub mod cli;
+pub mod context;
+pub mod deploy_controller;
 pub mod desired;
+pub mod fetch;
+pub mod leader;
+pub mod metrics;
 pub mod names;
 pub mod plan;
+pub mod route_controller;
+pub mod site_controller;
 
 #[cfg(test)]
 mod fixtures;

@@ -1,0 +1,225 @@
+//! What every reconciler shares: the client, settings, the object store, a cache of manifests
+//! (immutable, so cached by digest forever), metrics, the event reporter and per-object backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
+use kpages_crds::{Digest, Manifest};
+use kpages_store::{BlobStore, StoreError};
+use kube::Client;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+
+use crate::desired::{DesiredError, Settings};
+use crate::metrics::Metrics;
+
+/// How many manifests are cached before the cache is emptied (deploys are few; this only bounds
+/// memory if someone creates thousands).
+const MANIFEST_CACHE_LIMIT: usize = 512;
+
+/// Shared state of the controllers.
+pub struct Context {
+    /// API client.
+    pub client: Client,
+    /// Settings the desired objects depend on.
+    pub settings: Settings,
+    /// Object storage, as the operator reaches it.
+    pub store: BlobStore,
+    /// Metrics registry.
+    pub metrics: Arc<Metrics>,
+    /// Who publishes events.
+    pub reporter: Reporter,
+    manifests: Mutex<HashMap<Digest, Arc<Manifest>>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    /// A context for the controllers.
+    pub fn new(
+        client: Client,
+        settings: Settings,
+        store: BlobStore,
+        metrics: Arc<Metrics>,
+        reporter: Reporter,
+    ) -> Self {
+        Self {
+            client,
+            settings,
+            store,
+            metrics,
+            reporter,
+            manifests: Mutex::default(),
+            failures: Mutex::default(),
+        }
+    }
+
+    /// Reads a manifest, verified, from the cache or the store.
+    pub async fn manifest(&self, digest: &Digest) -> Result<Arc<Manifest>, StoreError> {
+        if let Some(m) = self.lock_manifests().get(digest) {
+            return Ok(m.clone());
+        }
+        let manifest = Arc::new(self.store.get_manifest(digest).await?);
+        let mut cache = self.lock_manifests();
+        if cache.len() >= MANIFEST_CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(*digest, manifest.clone());
+        Ok(manifest)
+    }
+
+    fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Manifest>>> {
+        // A poisoned cache only means a reconcile panicked mid-insert; the map is still valid.
+        self.manifests.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Publishes an event about `object`; failures are logged, never fatal.
+    pub async fn publish<K>(&self, object: &K, type_: EventType, reason: &str, note: String)
+    where
+        K: kube::Resource<DynamicType = ()>,
+    {
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &object.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "publishing an event failed");
+        }
+    }
+
+    /// Forgets the failures of an object after a successful reconcile.
+    pub fn succeeded(&self, key: &str) {
+        self.lock_failures().remove(key);
+    }
+
+    /// The retry delay after another failure of an object: 5 s doubling to 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self.lock_failures();
+        let n = failures.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let secs = 5u64.saturating_mul(1 << (*n - 1).min(6));
+        Duration::from_secs(secs.min(300))
+    }
+
+    fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Why a reconcile failed, one variant per stage of the pipeline.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The object does not deserialize (its schema was bypassed); fixed only by editing it.
+    #[error("malformed object {name}: {message}")]
+    InvalidObject {
+        /// namespace/name.
+        name: String,
+        /// The deserialization error.
+        message: String,
+    },
+    /// Reading a referenced object failed.
+    #[error("reading {what}: {source}")]
+    Dereference {
+        /// What was being read.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Object storage failed in a way a retry may fix.
+    #[error("object store: {0}")]
+    Store(#[source] StoreError),
+    /// The desired objects could not be built from the input.
+    #[error(transparent)]
+    Desired(#[from] DesiredError),
+    /// Server-side apply or a delete failed.
+    #[error("applying {what}: {source}")]
+    Apply {
+        /// Kind and name.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+    /// Writing status failed.
+    #[error("updating the status of {what}: {source}")]
+    Status {
+        /// Kind and name.
+        what: String,
+        /// The cause.
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl Error {
+    /// Whether only a change to the object can fix it (so retrying is pointless).
+    pub fn is_invalid_input(&self) -> bool {
+        matches!(self, Error::InvalidObject { .. } | Error::Desired(_))
+    }
+
+    /// A short, fixed name of the failing stage, for metric labels.
+    pub fn stage(&self) -> &'static str {
+        match self {
+            Error::InvalidObject { .. } => "invalid_object",
+            Error::Dereference { .. } => "dereference",
+            Error::Store(_) => "store",
+            Error::Desired(_) => "desired",
+            Error::Apply { .. } => "apply",
+            Error::Status { .. } => "status",
+        }
+    }
+}
+
+/// The shared error policy: wait for a change on invalid input, back off on the rest.
+pub fn error_policy<K>(
+    controller: &'static str,
+    object: &ObjectRef<K>,
+    error: &Error,
+    ctx: &Context,
+) -> Action
+where
+    K: kube::Resource,
+{
+    ctx.metrics.error(controller, error.stage());
+    if error.is_invalid_input() {
+        tracing::warn!(%error, object = %object, controller, "invalid input: waiting for a change");
+        Action::await_change()
+    } else {
+        let delay = ctx.backoff(&object.to_string());
+        tracing::warn!(%error, object = %object, controller, retry_in = ?delay, "reconcile failed");
+        Action::requeue(delay)
+    }
+}
+
+/// A condition, keeping the previous transition time when the status did not change.
+pub fn condition(
+    previous: &[Condition],
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: impl Into<String>,
+    generation: Option<i64>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| Time(Timestamp::now()));
+    Condition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}

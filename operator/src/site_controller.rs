@@ -1,0 +1,269 @@
+//! The Site controller: list the site's deploys → plan (pure: active deploy, warm set,
+//! retention) → delete deploys beyond retention → status (active deploy, URLs, conditions) and
+//! an event when the active deploy changes. Scaling is done by the Deploy controller from the
+//! same plan, so the two never disagree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kpages_crds::{Deploy, DeployPhase, Site, SiteStatus};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use tracing::instrument;
+
+use crate::context::{Context, Error, condition, error_policy};
+use crate::desired::Settings;
+use crate::plan::{DeployInfo, SitePlan, plan};
+
+/// Name of this controller in metrics and logs.
+pub const CONTROLLER: &str = "site";
+
+/// Runs the Site controller until shutdown.
+pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
+    let client = ctx.client.clone();
+    let (sites, deploys) = match namespace {
+        Some(ns) => (
+            Api::<DeserializeGuard<Site>>::namespaced(client.clone(), ns),
+            Api::<DeserializeGuard<Deploy>>::namespaced(client, ns),
+        ),
+        None => (Api::all(client.clone()), Api::all(client)),
+    };
+    Controller::new(sites, watcher::Config::default().any_semantic())
+        // A deploy's phase decides the active deploy; any change to one re-plans its site.
+        .watches(deploys, watcher::Config::default(), |d| {
+            let (Ok(deploy), Some(ns)) = (&d.0, d.namespace()) else {
+                return None;
+            };
+            Some(ObjectRef::new(&deploy.spec.site).within(&ns))
+        })
+        .shutdown_on_signal()
+        .run(
+            reconcile,
+            |obj, err, ctx| error_policy(CONTROLLER, &ObjectRef::from_obj(obj.as_ref()), err, &ctx),
+            ctx,
+        )
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "site controller event");
+            }
+        })
+        .await;
+}
+
+/// Reconciles one Site.
+#[instrument(skip_all, fields(site = %guard.name_any(), namespace = guard.namespace().unwrap_or_default()))]
+pub async fn reconcile(
+    guard: Arc<DeserializeGuard<Site>>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile(CONTROLLER);
+    let site = match &guard.0 {
+        Ok(s) => s,
+        Err(invalid) => {
+            return Err(Error::InvalidObject {
+                name: format!(
+                    "{}/{}",
+                    guard.namespace().unwrap_or_default(),
+                    guard.name_any()
+                ),
+                message: invalid.error.clone(),
+            });
+        }
+    };
+    if site.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let ns = site.namespace().unwrap_or_default();
+    let name = site.name_any();
+
+    let deploys_api: Api<DeserializeGuard<Deploy>> = Api::namespaced(ctx.client.clone(), &ns);
+    let deploys: Vec<Deploy> = deploys_api
+        .list(&ListParams::default())
+        .await
+        .map_err(|source| Error::Dereference {
+            what: format!("Deploys in {ns}"),
+            source,
+        })?
+        .items
+        .into_iter()
+        .filter_map(|g| g.0.ok())
+        .filter(|d| d.spec.site == name && d.meta().deletion_timestamp.is_none())
+        .collect();
+    let infos: Vec<DeployInfo> = deploys.iter().map(DeployInfo::of).collect();
+    let site_plan = plan(site, &infos);
+
+    for doomed in &site_plan.delete {
+        let api: Api<Deploy> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.delete(doomed, &DeleteParams::background()).await {
+            Ok(_) => {
+                ctx.publish(
+                    site,
+                    EventType::Normal,
+                    "DeployDeleted",
+                    format!(
+                        "deleted Deploy {doomed}: beyond retention.keepDeploys={} (its blobs stay in object storage)",
+                        site.spec.retention.keep_deploys
+                    ),
+                )
+                .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(source) => {
+                return Err(Error::Apply {
+                    what: format!("delete Deploy {ns}/{doomed}"),
+                    source,
+                });
+            }
+        }
+    }
+
+    let status = status_for(site, &site_plan, &deploys, &ctx.settings);
+    let old_active = site.status.as_ref().and_then(|s| s.active_deploy.clone());
+    if site.status.as_ref() != Some(&status) {
+        let api: Api<Site> = Api::namespaced(ctx.client.clone(), &ns);
+        api.patch_status(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "status": status })),
+        )
+        .await
+        .map_err(|source| Error::Status {
+            what: format!("Site {ns}/{name}"),
+            source,
+        })?;
+    }
+    if old_active != status.active_deploy {
+        let note = match (&old_active, &status.active_deploy) {
+            (_, Some(new)) => format!(
+                "Deploy {new} now serves production traffic{}",
+                old_active
+                    .as_deref()
+                    .map(|o| format!(" (was {o})"))
+                    .unwrap_or_default()
+            ),
+            (Some(old), None) => {
+                format!("no deploy serves production traffic any more (was {old})")
+            }
+            (None, None) => String::new(),
+        };
+        ctx.publish(site, EventType::Normal, "ActiveDeployChanged", note)
+            .await;
+    }
+    ctx.succeeded(&ObjectRef::from_obj(site).to_string());
+    Ok(Action::requeue(Duration::from_secs(600)))
+}
+
+/// The status a plan stands for (pure).
+pub fn status_for(
+    site: &Site,
+    p: &SitePlan,
+    deploys: &[Deploy],
+    settings: &Settings,
+) -> SiteStatus {
+    let previous: Vec<Condition> = site
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let generation = site.metadata.generation;
+    let active = p
+        .active
+        .as_ref()
+        .and_then(|a| deploys.iter().find(|d| d.name_any() == *a));
+    let (ok, reason, message) = match (active, &site.spec.pinned_deploy) {
+        (None, Some(pin)) if p.pinned_missing => (
+            false,
+            "PinnedDeployNotFound",
+            format!(
+                "spec.pinnedDeploy names Deploy {pin:?}, which does not exist; fix or remove the pin"
+            ),
+        ),
+        (None, _) => (
+            false,
+            "NoReadyDeploy",
+            "no production Deploy of this site is Ready yet; see kubectl get deploys".to_string(),
+        ),
+        (Some(d), _) => {
+            let phase = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
+            if phase == DeployPhase::Ready {
+                (
+                    true,
+                    "Active",
+                    format!("Deploy {} serves production traffic", d.name_any()),
+                )
+            } else {
+                (
+                    false,
+                    "ActiveDeployNotReady",
+                    format!(
+                        "active Deploy {} is {phase:?}; see its conditions",
+                        d.name_any()
+                    ),
+                )
+            }
+        }
+    };
+    let urls = settings.site_urls(site);
+    SiteStatus {
+        observed_generation: generation,
+        active_deploy: p.active.clone(),
+        active_manifest: active.map(|d| d.spec.manifest.to_string()),
+        url: urls.first().cloned(),
+        urls,
+        conditions: vec![condition(
+            &previous, "Ready", ok, reason, message, generation,
+        )],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::fixtures::{deploy, manifest, site};
+    use kpages_crds::DeployStatus;
+
+    #[test]
+    fn status_names_the_active_deploy_and_its_urls() {
+        let m = manifest();
+        let mut d = deploy("v1", &m, 0);
+        d.status = Some(DeployStatus {
+            phase: DeployPhase::Ready,
+            ..DeployStatus::default()
+        });
+        let mut s = site();
+        s.spec.domains = vec!["www.example.com".into(), "example.com".into()];
+        let p = plan(&s, &[DeployInfo::of(&d)]);
+        let status = status_for(&s, &p, &[d], &Settings::default());
+        assert_eq!(status.active_deploy.as_deref(), Some("v1"));
+        assert_eq!(status.active_manifest, Some(m.digest().to_string()));
+        assert_eq!(status.url.as_deref(), Some("https://www.example.com"));
+        assert_eq!(status.urls.len(), 2);
+        assert_eq!(status.conditions[0].status, "True");
+        assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn a_missing_pin_is_an_actionable_condition() {
+        let mut s = site();
+        s.spec.pinned_deploy = Some("gone".into());
+        let p = plan(&s, &[]);
+        let status = status_for(&s, &p, &[], &Settings::default());
+        assert_eq!(status.active_deploy, None);
+        assert_eq!(status.conditions[0].reason, "PinnedDeployNotFound");
+        assert_eq!(
+            status.url.as_deref(),
+            Some("https://web.team.preview.kpages.localhost"),
+            "a site without domains is reached on its preview host"
+        );
+    }
+}
