@@ -1,0 +1,768 @@
+//! The request pipeline. Each step answers early or hands on; [`App::handle`] reads top to
+//! bottom, and every error becomes an HTTP status in one place ([`RouteError::status`]).
+//!
+//! ```text
+//!  request ─► request id, span ─► host → site → deploy ─► normalise path ─► facts (client IP,
+//!  geo, languages, cookies, roles) ─► resolve (pure) ─► redirect | static | function (sync
+//!  proxy or background enqueue) | proxy rule | status ─► header rules, x-kpages-request-id,
+//!  metrics, access log
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use ipnet::IpNet;
+use kpages_crds::limits;
+use kpages_crds::manifest::{Function, InvocationKind};
+use kpages_store::BlobStore;
+use tracing::Instrument;
+
+use crate::body::{self, Body};
+use crate::client;
+use crate::geo::GeoLookup;
+use crate::metrics::{Metrics, RouteKind};
+use crate::path::{self, PathError};
+use crate::pattern::Params;
+use crate::proxy::{self, Call, ProxyError, Upstreams};
+use crate::queue::{BoxFuture, InProcessQueue, Job, Queue, QueueConfig, QueueError, Runner};
+use crate::resolve::Decision;
+use crate::rules::{self, RequestFacts};
+use crate::static_files::{self, StaticError, StaticFiles, StaticRequest};
+use crate::table::{Deploy, Routes};
+
+/// Router settings. Limits here are defaults; a deploy's manifest may set its own.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Wall time of a synchronous function call.
+    pub sync_timeout: Duration,
+    /// Wall time of a background or scheduled run.
+    pub background_timeout: Duration,
+    /// Largest function request body.
+    pub body_limit: u64,
+    /// Time a client has to send request headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Client connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-For`/`-Proto`/`-Host` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Bytes of static files kept in memory.
+    pub cache_bytes: u64,
+    /// Largest file kept in the cache (and compressed); larger ones stream.
+    pub max_cached_file: u64,
+    /// The in-process background queue.
+    pub queue: QueueConfig,
+    /// Secret that signs `nf_jwt` tokens, for `Role` conditions; none: no roles.
+    pub jwt_secret: Option<Vec<u8>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sync_timeout: Duration::from_secs(limits::DEFAULT_SYNC_TIMEOUT_SECONDS.into()),
+            background_timeout: Duration::from_secs(
+                limits::DEFAULT_BACKGROUND_TIMEOUT_SECONDS.into(),
+            ),
+            body_limit: limits::DEFAULT_BODY_LIMIT_BYTES,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            trusted_proxies: vec![],
+            cache_bytes: 256 * 1024 * 1024,
+            max_cached_file: 8 * 1024 * 1024,
+            queue: QueueConfig::default(),
+            jwt_secret: None,
+        }
+    }
+}
+
+/// Why a request failed; [`RouteError::status`] is the one mapping to HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum RouteError {
+    /// No site answers this host.
+    #[error("no site is served at host {0:?}")]
+    NoSite(String),
+    /// The path cannot be normalised.
+    #[error("bad request path: {0}")]
+    BadPath(#[from] PathError),
+    /// A function or proxy call failed.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// Reading a static file failed.
+    #[error(transparent)]
+    Static(#[from] StaticError),
+    /// The background queue refused the job.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
+
+impl RouteError {
+    /// The status a client sees.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::NoSite(_) => StatusCode::NOT_FOUND,
+            Self::BadPath(_) => StatusCode::BAD_REQUEST,
+            Self::Proxy(e) => match e {
+                ProxyError::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                ProxyError::Downstream(_) => StatusCode::BAD_REQUEST,
+                ProxyError::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+                ProxyError::NoUpstream { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                ProxyError::Unreachable { .. } | ProxyError::BadTarget(_) => {
+                    StatusCode::BAD_GATEWAY
+                }
+            },
+            Self::Static(_) => StatusCode::BAD_GATEWAY,
+            Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// Everything the pipeline needs. Shared by every connection.
+pub struct App {
+    /// Settings.
+    pub config: Config,
+    /// The routing table.
+    pub routes: Arc<Routes>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    statics: StaticFiles,
+    upstreams: Upstreams,
+    queue: Arc<dyn Queue>,
+    runner: Arc<FunctionRunner>,
+    geo: GeoLookup,
+}
+
+impl App {
+    /// Builds the app and starts the in-process queue's workers (needs a Tokio runtime).
+    pub fn new(config: Config, routes: Arc<Routes>, store: BlobStore, geo: GeoLookup) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let upstreams = Upstreams::new();
+        let runner = Arc::new(FunctionRunner {
+            routes: routes.clone(),
+            upstreams: upstreams.clone(),
+            config: config.clone(),
+        });
+        let queue = InProcessQueue::start(config.queue.clone(), runner.clone(), metrics.clone());
+        let statics = StaticFiles::new(
+            store,
+            config.cache_bytes,
+            config.max_cached_file,
+            metrics.clone(),
+        );
+        Arc::new(Self {
+            config,
+            routes,
+            metrics,
+            statics,
+            upstreams,
+            queue,
+            runner,
+            geo,
+        })
+    }
+
+    /// Runs functions outside a client request (scheduler, manual triggers).
+    pub fn runner(&self) -> Arc<FunctionRunner> {
+        self.runner.clone()
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = client::request_id();
+        let method = req.method().clone();
+        let raw_path = req.uri().path().to_string();
+        let span =
+            tracing::info_span!("request", request_id = %request_id, %method, path = %raw_path);
+        self.metrics.in_flight.inc();
+        let req = req.map(body::incoming);
+        let (site, kind, result) = self
+            .route(req, peer, &request_id)
+            .instrument(span.clone())
+            .await;
+        let mut resp = result.unwrap_or_else(|e| error_response(&e, &request_id));
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-kpages-request-id"), v);
+        }
+        let status = resp.status().as_u16();
+        let elapsed = started.elapsed();
+        self.metrics
+            .request(&site, kind, status, elapsed.as_secs_f64());
+        self.metrics.in_flight.dec();
+        span.in_scope(|| {
+            tracing::info!(
+                site = %site,
+                kind = ?kind,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        });
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request<Body>,
+        peer: SocketAddr,
+        request_id: &str,
+    ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
+        let table = self.routes.load();
+        let host = request_host(&req);
+        let Some(site) = table.site_for_host(&host) else {
+            return ("".into(), RouteKind::Other, Err(RouteError::NoSite(host)));
+        };
+        let site_name = site.name.clone();
+        let deploy = site.deploy.clone();
+        let answer = |kind, result| (site_name.clone(), kind, result);
+        let path = match path::normalize(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => return answer(RouteKind::Other, Err(e.into())),
+        };
+        let client_ip = client::client_ip(
+            peer.ip(),
+            header_str(req.headers(), "x-forwarded-for"),
+            &self.config.trusted_proxies,
+        );
+        let geo = self.geo.lookup(client_ip);
+        let facts = self.facts(&req, host, path, geo.as_ref());
+        let authorization = header_str(req.headers(), "authorization");
+        let decision = deploy.routes.resolve(&facts, authorization);
+        match decision {
+            Decision::Redirect { status, location } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+                let resp = Response::builder()
+                    .status(status)
+                    .header(header::LOCATION, location)
+                    .body(body::empty());
+                answer(RouteKind::Redirect, Ok(or_500(resp)))
+            }
+            Decision::Unauthorized => {
+                let resp = Response::builder()
+                    .status(StatusCode::UNAUTHORIZED)
+                    .header(
+                        header::WWW_AUTHENTICATE,
+                        "Basic realm=\"kpages\", charset=\"UTF-8\"",
+                    )
+                    .body(body::full("authentication required\n"));
+                answer(RouteKind::Other, Ok(or_500(resp)))
+            }
+            Decision::BadRequest(msg) => answer(
+                RouteKind::Other,
+                Ok(json_status(StatusCode::BAD_REQUEST, &msg, request_id)),
+            ),
+            Decision::Empty { status } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+                let mut resp = Response::new(body::full(
+                    status.canonical_reason().unwrap_or("").to_string() + "\n",
+                ));
+                *resp.status_mut() = status;
+                self.decorate(&deploy, &facts, resp.headers_mut());
+                answer(RouteKind::Other, Ok(resp))
+            }
+            Decision::Static { file, status } => {
+                let result = self
+                    .serve_static(&deploy, &facts, req.method(), req.headers(), &file, status)
+                    .await;
+                answer(RouteKind::Static, result)
+            }
+            Decision::Function {
+                name,
+                params,
+                invocation,
+            } => {
+                let Some(function) = deploy.routes.function(&name) else {
+                    return answer(
+                        RouteKind::Other,
+                        Ok(json_status(
+                            StatusCode::NOT_FOUND,
+                            "no such function",
+                            request_id,
+                        )),
+                    );
+                };
+                let ctx = CallContext {
+                    site: &site_name,
+                    deploy: &deploy,
+                    function,
+                    params: &params,
+                    request_id,
+                    client_ip,
+                    geo: geo.as_ref(),
+                    host: &facts.host,
+                    peer_trusted: self.peer_trusted(peer.ip()),
+                };
+                if invocation == InvocationKind::Background {
+                    answer(RouteKind::Background, self.enqueue(ctx, req).await)
+                } else {
+                    answer(RouteKind::Function, self.call_function(ctx, req).await)
+                }
+            }
+            Decision::Proxy { url, headers } => answer(
+                RouteKind::Proxy,
+                self.proxy_rule(req, &url, &headers, client_ip).await,
+            ),
+        }
+    }
+
+    fn peer_trusted(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    fn facts(
+        &self,
+        req: &Request<Body>,
+        host: String,
+        path: String,
+        geo: Option<&crate::geo::Geo>,
+    ) -> RequestFacts {
+        let headers = req.headers();
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let roles = match (
+            &self.config.jwt_secret,
+            rules::cookie_value(&cookie, "nf_jwt"),
+        ) {
+            (Some(secret), Some(token)) => client::jwt_roles(token, secret, unix_now()),
+            _ => vec![],
+        };
+        RequestFacts {
+            method: req.method().as_str().to_string(),
+            host,
+            path,
+            query: req.uri().query().unwrap_or("").to_string(),
+            country: geo.and_then(|g| g.country_code()).map(str::to_string),
+            languages: header_str(headers, "accept-language")
+                .map(rules::accept_languages)
+                .unwrap_or_default(),
+            cookies: rules::cookie_names(&cookie),
+            roles,
+        }
+    }
+
+    /// Header rules for the request path (static answers only, as on Netlify).
+    fn decorate(&self, deploy: &Deploy, facts: &RequestFacts, headers: &mut HeaderMap) {
+        for (name, value) in deploy.routes.headers.headers_for(&facts.host, &facts.path) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+    }
+
+    async fn serve_static(
+        &self,
+        deploy: &Deploy,
+        facts: &RequestFacts,
+        method: &Method,
+        headers: &HeaderMap,
+        file: &str,
+        status: u16,
+    ) -> Result<Response<Body>, RouteError> {
+        let Some(entry) = deploy.routes.manifest.files.get(file) else {
+            return Ok(json_status(StatusCode::NOT_FOUND, "not found", ""));
+        };
+        if status == 200 && method != Method::GET && method != Method::HEAD {
+            let mut resp = Response::new(body::full("method not allowed\n"));
+            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Ok(resp);
+        }
+        let cache_control = deploy
+            .routes
+            .cache
+            .ttl_for(&facts.host, &facts.path)
+            .map(static_files::cache_control_for_ttl);
+        let mut resp = self
+            .statics
+            .serve(StaticRequest {
+                file: entry,
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                method,
+                headers,
+                cache_control,
+            })
+            .await?;
+        self.decorate(deploy, facts, resp.headers_mut());
+        Ok(resp)
+    }
+
+    async fn call_function(
+        &self,
+        ctx: CallContext<'_>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, RouteError> {
+        let addr = ctx
+            .deploy
+            .functions
+            .pick()
+            .ok_or_else(|| ProxyError::NoUpstream {
+                deploy: ctx.deploy.id.clone(),
+            })?;
+        let (parts, body) = req.into_parts();
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let mut headers = parts.headers;
+        ctx.control_headers(&mut headers, "sync");
+        let (body_limit, timeout, _) = self.limits(ctx.deploy, ctx.function);
+        let resp = self
+            .upstreams
+            .call(Call {
+                method: parts.method,
+                uri: proxy::function_uri(addr, &path_and_query)?,
+                headers,
+                body,
+                body_limit,
+                timeout,
+            })
+            .await?;
+        Ok(resp)
+    }
+
+    async fn enqueue(
+        &self,
+        ctx: CallContext<'_>,
+        req: Request<Body>,
+    ) -> Result<Response<Body>, RouteError> {
+        let (body_limit, _, _) = self.limits(ctx.deploy, ctx.function);
+        let (parts, body) = req.into_parts();
+        let declared = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > body_limit) {
+            return Err(ProxyError::BodyTooLarge { limit: body_limit }.into());
+        }
+        let exceeded = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let collected = body::Limited::new(body, body_limit, exceeded.clone())
+            .collect()
+            .await;
+        let bytes = match collected {
+            Ok(c) => c.to_bytes(),
+            Err(_) if exceeded.load(std::sync::atomic::Ordering::Acquire) => {
+                return Err(ProxyError::BodyTooLarge { limit: body_limit }.into());
+            }
+            Err(e) => return Err(ProxyError::Downstream(e.to_string()).into()),
+        };
+        let mut headers = parts.headers;
+        ctx.control_headers(&mut headers, "background");
+        let call_id = client::request_id();
+        let job = Job {
+            call_id: call_id.clone(),
+            deploy_id: ctx.deploy.id.clone(),
+            site: ctx.site.to_string(),
+            function: ctx.function.name.clone(),
+            params: params_json(ctx.params),
+            invocation: "background",
+            method: parts.method,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or("/", |p| p.as_str())
+                .to_string(),
+            headers,
+            body: bytes,
+            attempt: 0,
+        };
+        self.queue.enqueue(job).await?;
+        let resp = Response::builder()
+            .status(StatusCode::ACCEPTED)
+            .header("x-kpages-call-id", call_id)
+            .body(body::empty());
+        Ok(or_500(resp))
+    }
+
+    async fn proxy_rule(
+        &self,
+        req: Request<Body>,
+        url: &str,
+        extra: &[(String, String)],
+        client_ip: IpAddr,
+    ) -> Result<Response<Body>, RouteError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| ProxyError::BadTarget(url.to_string()))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(ProxyError::BadTarget(url.to_string()).into());
+        }
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        proxy::strip_headers(&mut headers);
+        headers.remove(header::HOST);
+        if let Some(a) = uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            headers.insert(header::HOST, v);
+        }
+        proxy::set(&mut headers, "x-forwarded-for", &client_ip.to_string());
+        for (k, v) in extra {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        Ok(self
+            .upstreams
+            .call(Call {
+                method: parts.method,
+                uri,
+                headers,
+                body,
+                body_limit: self.config.body_limit,
+                timeout: self.config.sync_timeout,
+            })
+            .await?)
+    }
+
+    fn limits(&self, deploy: &Deploy, f: &Function) -> (u64, Duration, Duration) {
+        limits_for(&self.config, deploy, f)
+    }
+}
+
+fn limits_for(config: &Config, deploy: &Deploy, f: &Function) -> (u64, Duration, Duration) {
+    let site = &deploy.routes.manifest.site.limits;
+    let body = f
+        .limits
+        .max_body_bytes
+        .or(site.max_body_bytes)
+        .unwrap_or(config.body_limit);
+    let secs = |s: Option<u32>| s.map(|s| Duration::from_secs(s.into()));
+    let sync =
+        secs(f.limits.timeout_seconds.or(site.timeout_seconds)).unwrap_or(config.sync_timeout);
+    let background = secs(
+        f.limits
+            .background_timeout_seconds
+            .or(site.background_timeout_seconds),
+    )
+    .unwrap_or(config.background_timeout);
+    (body, sync, background)
+}
+
+/// What a function call carries besides the request.
+struct CallContext<'a> {
+    site: &'a str,
+    deploy: &'a Deploy,
+    function: &'a Function,
+    params: &'a Params,
+    request_id: &'a str,
+    client_ip: IpAddr,
+    geo: Option<&'a crate::geo::Geo>,
+    host: &'a str,
+    peer_trusted: bool,
+}
+
+impl CallContext<'_> {
+    /// Strips what the client may not send and sets the control headers the host reads.
+    fn control_headers(&self, headers: &mut HeaderMap, invocation: &str) {
+        let forwarded_proto = header_str(headers, "x-forwarded-proto").map(str::to_string);
+        let forwarded_host = header_str(headers, "x-forwarded-host").map(str::to_string);
+        let traceparent = header_str(headers, "traceparent").map(str::to_string);
+        proxy::strip_headers(headers);
+        proxy::set(headers, "x-kpages-function", &self.function.name);
+        proxy::set(headers, "x-kpages-params", &params_json(self.params));
+        proxy::set(headers, "x-kpages-request-id", self.request_id);
+        proxy::set(headers, "x-kpages-client-ip", &self.client_ip.to_string());
+        proxy::set(headers, "x-kpages-invocation", invocation);
+        if let Some(g) = self.geo {
+            proxy::set(headers, "x-kpages-geo", &g.header_value());
+        }
+        proxy::set(
+            headers,
+            "traceparent",
+            &client::child_traceparent(traceparent.as_deref()),
+        );
+        proxy::set(headers, "x-forwarded-for", &self.client_ip.to_string());
+        let (proto, host) = if self.peer_trusted {
+            (
+                forwarded_proto.unwrap_or_else(|| "http".into()),
+                forwarded_host.unwrap_or_else(|| self.host.to_string()),
+            )
+        } else {
+            ("http".into(), self.host.to_string())
+        };
+        proxy::set(headers, "x-forwarded-proto", &proto);
+        proxy::set(headers, "x-forwarded-host", &host);
+        if let Ok(v) = HeaderValue::from_str(self.host) {
+            headers.insert(header::HOST, v);
+        }
+    }
+}
+
+fn params_json(params: &Params) -> String {
+    serde_json::to_string(params).unwrap_or_else(|_| "{}".into())
+}
+
+/// The host a request is for: `Host`, or the authority of an HTTP/2 or absolute-form target.
+fn request_host<B>(req: &Request<B>) -> String {
+    header_str(req.headers(), "host")
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The one place errors become responses: a JSON body naming the request id.
+fn error_response(err: &RouteError, request_id: &str) -> Response<Body> {
+    let status = err.status();
+    if status.is_server_error() {
+        tracing::warn!(error = %err, status = status.as_u16(), "request failed");
+    }
+    json_status(status, &err.to_string(), request_id)
+}
+
+fn json_status(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": message, "requestId": request_id}).to_string();
+    let mut resp = Response::new(body::full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn or_500(r: Result<Response<Body>, http::Error>) -> Response<Body> {
+    r.unwrap_or_else(|e| {
+        json_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("building the response: {e}"),
+            "",
+        )
+    })
+}
+
+/// Runs background and scheduled functions: finds the job's deploy in the current table
+/// and calls its host with the background wall time.
+pub struct FunctionRunner {
+    routes: Arc<Routes>,
+    upstreams: Upstreams,
+    config: Config,
+}
+
+impl FunctionRunner {
+    /// Runs a job once, returning the host's verdict.
+    pub async fn run_job(&self, job: Job) -> Result<(), String> {
+        let table = self.routes.load();
+        let deploy = table
+            .deploy(&job.deploy_id)
+            .ok_or_else(|| format!("deploy {} is no longer served", job.deploy_id))?
+            .clone();
+        let function = deploy
+            .routes
+            .function(&job.function)
+            .ok_or_else(|| format!("function {:?} is not in deploy {}", job.function, deploy.id))?;
+        let addr = deploy
+            .functions
+            .pick()
+            .ok_or_else(|| format!("no function host is ready for deploy {}", deploy.id))?;
+        let (_, _, timeout) = limits_for(&self.config, &deploy, function);
+        let mut headers = job.headers.clone();
+        proxy::set(&mut headers, "x-kpages-function", &job.function);
+        proxy::set(&mut headers, "x-kpages-params", &job.params);
+        proxy::set(&mut headers, "x-kpages-request-id", &job.call_id);
+        proxy::set(&mut headers, "x-kpages-invocation", job.invocation);
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(job.body.len()));
+        let uri = proxy::function_uri(addr, &job.path_and_query).map_err(|e| e.to_string())?;
+        let resp = self
+            .upstreams
+            .call(Call {
+                method: job.method.clone(),
+                uri,
+                headers,
+                body: body::full(job.body.clone()),
+                body_limit: u64::MAX,
+                timeout,
+            })
+            .await
+            .map_err(|e| format!("function host: {e}"))?;
+        let status = resp.status();
+        let text = resp
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if status == StatusCode::OK {
+            Ok(())
+        } else {
+            Err(format!(
+                "function host answered {status}: {}",
+                String::from_utf8_lossy(&text[..text.len().min(500)])
+            ))
+        }
+    }
+
+    /// A scheduled run of `function` in `deploy` with the `{"next_run": …}` body.
+    pub fn schedule_job(site: &str, deploy: &Deploy, function: &str, next_run: Option<i64>) -> Job {
+        let body = serde_json::json!({
+            "next_run": next_run.map(crate::cron::iso8601),
+        })
+        .to_string();
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        headers.insert(header::HOST, HeaderValue::from_static("localhost"));
+        Job {
+            call_id: client::request_id(),
+            deploy_id: deploy.id.clone(),
+            site: site.to_string(),
+            function: function.to_string(),
+            params: "{}".into(),
+            invocation: "schedule",
+            method: Method::POST,
+            path_and_query: format!("/.netlify/functions/{function}"),
+            headers,
+            body: Bytes::from(body),
+            attempt: 0,
+        }
+    }
+}
+
+impl Runner for FunctionRunner {
+    fn run(&self, job: Job) -> BoxFuture<'static, Result<(), String>> {
+        let this = FunctionRunner {
+            routes: self.routes.clone(),
+            upstreams: self.upstreams.clone(),
+            config: self.config.clone(),
+        };
+        Box::pin(async move { this.run_job(job).await })
+    }
+}

@@ -1,0 +1,295 @@
+//! Calls to function hosts (and proxy rules' absolute URLs) over pooled keep-alive HTTP/1.1
+//! connections, streaming both ways, within a body size limit and a wall-time limit.
+//!
+//! Errors say where they came from ([`ErrorSource`], after pingora) so the one place that
+//! turns errors into statuses can tell "the client sent too much" (413) from "the host is
+//! down" (502) from "the host is too slow" (504).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Uri, Version};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::time::Instant;
+
+use crate::body::{self, Body, Deadline, Limited};
+
+/// Which side of the proxy an error came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The function host or proxy target.
+    Upstream,
+    /// The client.
+    Downstream,
+    /// The router itself.
+    Internal,
+}
+
+/// Why a proxied call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The client's body is larger than the limit.
+    #[error("request body is larger than the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The limit.
+        limit: u64,
+    },
+    /// No connection, or the connection broke before a response arrived.
+    #[error("{target} is unreachable: {reason}")]
+    Unreachable {
+        /// Where the call went.
+        target: String,
+        /// The transport error.
+        reason: String,
+    },
+    /// No response headers within the wall time.
+    #[error("{target} did not answer within {timeout:?}")]
+    Timeout {
+        /// Where the call went.
+        target: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The deploy has no ready function host.
+    #[error("no function host is ready for deploy {deploy}")]
+    NoUpstream {
+        /// The deploy.
+        deploy: String,
+    },
+    /// The client's body failed while being read.
+    #[error("reading the request body failed: {0}")]
+    Downstream(String),
+    /// The target URL of a proxy rule cannot be used.
+    #[error("proxy target {0:?} is not supported: only http:// URLs are")]
+    BadTarget(String),
+}
+
+impl ProxyError {
+    /// Where the error came from.
+    pub fn source_side(&self) -> ErrorSource {
+        match self {
+            Self::BodyTooLarge { .. } | Self::Downstream(_) => ErrorSource::Downstream,
+            Self::Unreachable { .. } | Self::Timeout { .. } | Self::NoUpstream { .. } => {
+                ErrorSource::Upstream
+            }
+            Self::BadTarget(_) => ErrorSource::Internal,
+        }
+    }
+
+    /// Whether repeating the call could not have caused a second effect: the request never
+    /// reached the function.
+    pub fn retry_safe(&self) -> bool {
+        matches!(
+            self,
+            Self::NoUpstream { .. } | Self::BadTarget(_) | Self::BodyTooLarge { .. }
+        )
+    }
+}
+
+/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
+const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Removes hop-by-hop headers, those the `Connection` header names, and every
+/// `x-kpages-*` header (control headers only the router may set).
+pub fn strip_headers(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect();
+    for n in named {
+        headers.remove(n);
+    }
+    for n in HOP_BY_HOP {
+        headers.remove(n);
+    }
+    let control: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-kpages-"))
+        .cloned()
+        .collect();
+    for n in control {
+        headers.remove(n);
+    }
+}
+
+/// One call to make.
+pub struct Call {
+    /// Method.
+    pub method: http::Method,
+    /// `http://host:port/path?query`.
+    pub uri: Uri,
+    /// Headers, already stripped and decorated.
+    pub headers: HeaderMap,
+    /// The request body.
+    pub body: Body,
+    /// Largest body accepted.
+    pub body_limit: u64,
+    /// Wall time of the whole call, body streaming included.
+    pub timeout: Duration,
+}
+
+/// A pool of upstream connections.
+#[derive(Clone)]
+pub struct Upstreams {
+    client: Client<HttpConnector, Body>,
+}
+
+impl Default for Upstreams {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Upstreams {
+    /// A pool whose idle connections close before the host's 65 s keep-alive does, so a
+    /// connection the host is closing is never reused.
+    pub fn new() -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .build(connector);
+        Self { client }
+    }
+
+    /// Makes a call. The response body streams and is cut off at the call's deadline.
+    pub async fn call(&self, call: Call) -> Result<Response<Body>, ProxyError> {
+        let target = call
+            .uri
+            .authority()
+            .map_or_else(|| call.uri.to_string(), |a| a.to_string());
+        let declared = call
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > call.body_limit) {
+            return Err(ProxyError::BodyTooLarge {
+                limit: call.body_limit,
+            });
+        }
+        let exceeded = Arc::new(AtomicBool::new(false));
+        let limited = Limited::new(call.body, call.body_limit, exceeded.clone());
+        let mut req = Request::new(body::boxed_dyn(limited));
+        *req.method_mut() = call.method;
+        *req.uri_mut() = call.uri;
+        *req.version_mut() = Version::HTTP_11;
+        *req.headers_mut() = call.headers;
+        let deadline = Instant::now() + call.timeout;
+        let sent = tokio::time::timeout_at(deadline, self.client.request(req)).await;
+        let resp = match sent {
+            Err(_) => {
+                return Err(ProxyError::Timeout {
+                    target,
+                    timeout: call.timeout,
+                });
+            }
+            Ok(Err(_)) if exceeded.load(Ordering::Acquire) => {
+                return Err(ProxyError::BodyTooLarge {
+                    limit: call.body_limit,
+                });
+            }
+            Ok(Err(e)) => {
+                return Err(ProxyError::Unreachable {
+                    target,
+                    reason: error_chain(&e),
+                });
+            }
+            Ok(Ok(resp)) => resp,
+        };
+        let (mut parts, incoming) = resp.into_parts();
+        strip_headers(&mut parts.headers);
+        let body = body::boxed_dyn(Deadline::new(body::incoming(incoming), deadline));
+        Ok(Response::from_parts(parts, body))
+    }
+}
+
+/// An error and its causes on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The URI of a function host call: the public path and query on the host's address.
+pub fn function_uri(addr: SocketAddr, path_and_query: &str) -> Result<Uri, ProxyError> {
+    format!("http://{addr}{path_and_query}")
+        .parse()
+        .map_err(|_| ProxyError::BadTarget(path_and_query.to_string()))
+}
+
+/// Sets a header from a string, skipping values that cannot be header values.
+pub fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        headers.insert(HeaderName::from_static(name), v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stripping_removes_hop_by_hop_and_control_headers() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, x-custom"),
+            ("x-custom", "1"),
+            ("keep-alive", "5"),
+            ("transfer-encoding", "chunked"),
+            ("x-kpages-function", "evil"),
+            ("X-Kpages-Params", "{}"),
+            ("accept", "*/*"),
+            ("cookie", "a=1"),
+        ] {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        strip_headers(&mut h);
+        let mut left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["accept", "cookie"]);
+    }
+
+    #[test]
+    fn errors_know_their_side() {
+        assert_eq!(
+            ProxyError::BodyTooLarge { limit: 1 }.source_side(),
+            ErrorSource::Downstream
+        );
+        let down = ProxyError::Unreachable {
+            target: "127.0.0.1:1".into(),
+            reason: "connection refused".into(),
+        };
+        assert_eq!(down.source_side(), ErrorSource::Upstream);
+        assert!(!down.retry_safe());
+        assert!(down.to_string().contains("127.0.0.1:1 is unreachable"));
+    }
+}
