@@ -1,1 +1,245 @@
+//! The Deploy reconcile flow against a mock API server (tower-test): which calls it makes and
+//! what status it writes.
 #![allow(clippy::unwrap_used)]
+
+use std::sync::{Arc, Mutex};
+
+use http::{Request, Response};
+use kube::client::Body;
+use kube::runtime::events::Reporter;
+use kube::{Client, ResourceExt};
+use serde_json::{Value, json};
+
+use super::*;
+use crate::desired::Settings;
+use crate::fixtures::{deploy, manifest, site};
+use crate::metrics::Metrics;
+
+/// Requests seen by the mock: method, path and query, and JSON body.
+type Seen = Arc<Mutex<Vec<(String, String, Value)>>>;
+
+/// Starts a mock API server answering with `answer(method, path, body)`; returns a client and
+/// the log of requests.
+fn mock(answer: impl Fn(&str, &str, &Value) -> (u16, Value) + Send + 'static) -> (Client, Seen) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request
+                .uri()
+                .path_and_query()
+                .map(|p| p.to_string())
+                .unwrap_or_default();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let (status, reply) = answer(&method, &path, &body);
+            log.lock().unwrap().push((method, path, body));
+            send.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(service, "team"), seen)
+}
+
+fn context(client: Client, store: kpages_store::BlobStore) -> Arc<Context> {
+    Arc::new(Context::new(
+        client,
+        Settings::default(),
+        store,
+        Arc::new(Metrics::default()),
+        Reporter {
+            controller: "kpages-operator".into(),
+            instance: None,
+        },
+    ))
+}
+
+/// The object as the API server returns it after a status patch.
+fn with_status(object: &Value, patch: &Value) -> Value {
+    let mut out = object.clone();
+    out["status"] = patch["status"].clone();
+    out
+}
+
+fn not_found() -> (u16, Value) {
+    (
+        404,
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+    )
+}
+
+fn list(kind: &str, items: Vec<Value>) -> (u16, Value) {
+    (
+        200,
+        json!({"kind": format!("{kind}List"), "apiVersion": "v1", "metadata": {}, "items": items}),
+    )
+}
+
+fn status_patch(seen: &Seen) -> Value {
+    seen.lock()
+        .unwrap()
+        .iter()
+        .find(|(m, p, _)| m == "PATCH" && p.contains("/deploys/v1/status"))
+        .map(|(_, _, b)| b["status"].clone())
+        .unwrap_or(Value::Null)
+}
+
+fn ready_condition(status: &Value) -> Value {
+    status["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap()
+        .clone()
+}
+
+#[tokio::test]
+async fn a_missing_manifest_fails_the_deploy_without_creating_pods() {
+    let m = manifest();
+    let d = deploy("v1", &m, 0);
+    let site_json = serde_json::to_value(site()).unwrap();
+    let deploy_json = serde_json::to_value(&d).unwrap();
+    let (client, seen) = mock(move |method, path, body| match (method, path) {
+        ("GET", p) if p.starts_with("/apis/kpages.dev/v1alpha1/namespaces/team/sites/web") => {
+            (200, site_json.clone())
+        }
+        ("PATCH", p) if p.contains("/deploys/v1/status") => (200, with_status(&deploy_json, body)),
+        ("POST", p) if p.contains("/events") => (201, body.clone()),
+        _ => not_found(),
+    });
+    let ctx = context(client, kpages_store::BlobStore::memory());
+    let action = reconcile(Arc::new(DeserializeGuard(Ok(d))), ctx)
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(MISSING_RECHECK));
+
+    let status = status_patch(&seen);
+    assert_eq!(status["phase"], "Failed");
+    let ready = ready_condition(&status);
+    assert_eq!(ready["reason"], "ManifestNotFound");
+    assert!(
+        ready["message"].as_str().unwrap().contains("kpages deploy"),
+        "{ready}"
+    );
+    let calls = seen.lock().unwrap().clone();
+    assert!(
+        !calls.iter().any(|(_, p, _)| p.contains("/deployments")),
+        "no pods for a deploy whose manifest is missing: {calls:?}"
+    );
+    let event = calls
+        .iter()
+        .find(|(m, p, _)| m == "POST" && p.contains("/events"))
+        .map(|(_, _, b)| b.clone())
+        .unwrap();
+    assert_eq!(event["reason"], "ManifestNotFound");
+    assert_eq!(event["type"], "Warning");
+}
+
+#[tokio::test]
+async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning() {
+    let store = kpages_store::BlobStore::memory();
+    let mut m = manifest();
+    for f in &mut m.functions {
+        f.bundle = store.put_bytes(f.name.clone().into()).await.unwrap();
+    }
+    store.put_manifest(&m).await.unwrap();
+    let d = deploy("v1", &m, 0);
+    let site_json = serde_json::to_value(site()).unwrap();
+    let deploy_json = serde_json::to_value(&d).unwrap();
+    let (client, seen) = mock(move |method, path, body| match (method, path) {
+        ("GET", p) if p.starts_with("/apis/kpages.dev/v1alpha1/namespaces/team/sites/web") => {
+            (200, site_json.clone())
+        }
+        ("GET", p) if p.starts_with("/apis/kpages.dev/v1alpha1/namespaces/team/deploys?") => {
+            list("Deploy", vec![deploy_json.clone()])
+        }
+        ("GET", p) if p.contains("/pods?") => list("Pod", vec![]),
+        ("GET", p) if p.contains("/functionroutes?") || p.contains("/cronjobs?") => {
+            list("PartialObjectMetadata", vec![])
+        }
+        ("PATCH", p) if p.contains("/deploys/v1/status") => (200, with_status(&deploy_json, body)),
+        ("PATCH", _) | ("POST", _) => (200, body.clone()),
+        _ => not_found(),
+    });
+    let ctx = context(client, store);
+    let action = reconcile(Arc::new(DeserializeGuard(Ok(d))), ctx)
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(PROVISIONING_RECHECK));
+
+    let calls = seen.lock().unwrap().clone();
+    let applied: Vec<&str> = calls
+        .iter()
+        .filter(|(m, p, _)| m == "PATCH" && p.contains("fieldManager=kpages-operator"))
+        .map(|(_, _, b)| b["kind"].as_str().unwrap_or(""))
+        .collect();
+    // Not the active deploy yet (the Site has no status): no CronJob.
+    assert_eq!(
+        applied,
+        [
+            "Deployment",
+            "Service",
+            "NetworkPolicy",
+            "FunctionRoute",
+            "FunctionRoute"
+        ]
+    );
+    assert!(
+        calls
+            .iter()
+            .filter(|(m, p, _)| m == "PATCH" && p.contains("fieldManager"))
+            .all(|(_, p, _)| p.contains("force=true"))
+    );
+    let status = status_patch(&seen);
+    assert_eq!(status["phase"], "Provisioning");
+    assert_eq!(ready_condition(&status)["reason"], "PodsNotReady");
+    let names: Vec<&str> = status["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["hello", "jobs", "nightly"]);
+    assert_eq!(
+        status["previewUrl"],
+        "https://v1--web.team.preview.kpages.localhost"
+    );
+    assert_eq!(status["observedGeneration"], 1);
+}
+
+#[tokio::test]
+async fn a_malformed_deploy_waits_for_a_change() {
+    let (client, _) = mock(|_, _, _| not_found());
+    let ctx = context(client, kpages_store::BlobStore::memory());
+    let guard: DeserializeGuard<Deploy> = serde_json::from_value(
+        json!({"apiVersion": "kpages.dev/v1alpha1", "kind": "Deploy",
+            "metadata": {"name": "bad", "namespace": "team"}, "spec": {"site": 7}}),
+    )
+    .unwrap();
+    assert!(guard.0.is_err());
+    let err = reconcile(Arc::new(guard), ctx.clone()).await.unwrap_err();
+    assert!(err.is_invalid_input());
+    let obj = ObjectRef::<DeserializeGuard<Deploy>>::new("bad").within("team");
+    assert_eq!(
+        crate::context::error_policy(CONTROLLER, &obj, &err, &ctx),
+        Action::await_change()
+    );
+    let transient = Error::Store(kpages_store::StoreError::Config("x".into()));
+    assert_eq!(
+        crate::context::error_policy(CONTROLLER, &obj, &transient, &ctx),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        crate::context::error_policy(CONTROLLER, &obj, &transient, &ctx),
+        Action::requeue(Duration::from_secs(10)),
+        "backs off"
+    );
+    let _ = site().name_any();
+}
