@@ -128,6 +128,14 @@ impl Cluster {
         run(cmd, &format!("kubectl {}", args.join(" "))).await
     }
 
+    /// Runs the testbed's own helm (v3, defaulting to the cluster's Kubernetes minor) against the cluster.
+    pub async fn helm(&self, args: &[&str]) -> Result<Output, Error> {
+        let helm = self.bin_dir.join("helm");
+        let mut cmd = tokio::process::Command::new(&helm);
+        cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        run(cmd, &format!("helm {}", args.join(" "))).await
+    }
+
     /// Runs a command inside the cluster's network namespace, where pod and node IPs are reachable.
     pub async fn netns(&self, args: &[&str]) -> Result<Output, Error> {
         let mut cmd = tokio::process::Command::new(script());

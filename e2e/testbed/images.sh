@@ -96,16 +96,24 @@ build_node_image() {
 }
 
 # The workspace's binaries, statically linked, plus runtime/ when it exists, on top of node:20.
+# build_kpages_image REPO [BIN…]: every binary of the workspace, or only the named ones.
 build_kpages_image() {
-  local repo=$1 out dir bins b target_dir
+  local repo=$1 out dir bins b target_dir bin_args=()
+  shift
   out="$(images_dir)/kpages-dev.tar"
   command -v cargo >/dev/null || die "cargo is required to build $KPAGES_IMAGE (install Rust via rustup)"
-  bins=$(cd "$repo" && cargo metadata --no-deps --format-version 1 |
-    python3 -c 'import json,sys; print(" ".join(sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]})))')
+  if (($#)); then
+    bins="$*"
+    for b in "$@"; do bin_args+=(--bin "$b"); done
+  else
+    bins=$(cd "$repo" && cargo metadata --no-deps --format-version 1 |
+      python3 -c 'import json,sys; print(" ".join(sorted({t["name"] for p in json.load(sys.stdin)["packages"] for t in p["targets"] if "bin" in t["kind"]})))')
+    bin_args=(--bins)
+  fi
   [[ -n "$bins" ]] || die "the workspace has no binaries yet: nothing to put in $KPAGES_IMAGE"
   log "building workspace binaries statically: $bins"
   (cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
-    nice -n 10 cargo build --release --bins --target x86_64-unknown-linux-gnu >&2) ||
+    nice -n 10 cargo build --release "${bin_args[@]}" --target x86_64-unknown-linux-gnu >&2) ||
     die "cargo build of the static binaries failed"
   target_dir=$(cd "$repo" && cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
   dir=$(mktemp -d)
@@ -139,7 +147,10 @@ import_image() {
 }
 
 ensure_base_images() {
+  local archive
   mkdir -p "$(images_dir)"
-  import_image "$(build_pause_image)" "$PAUSE_IMAGE"
-  import_image "$(build_node_image)" "$NODE_IMAGE"
+  archive=$(build_pause_image) || exit 1
+  import_image "$archive" "$PAUSE_IMAGE"
+  archive=$(build_node_image) || exit 1
+  import_image "$archive" "$NODE_IMAGE"
 }

@@ -188,3 +188,32 @@ async fn a_cluster_ip_service_routes_to_its_pod() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn helm_installs_a_chart_and_knows_the_cluster_version() {
+    TestNamespace::run("helm", |ns| async move {
+        let chart = std::env::temp_dir().join(format!("kpages-e2e-chart-{}", ns.name()));
+        std::fs::create_dir_all(chart.join("templates")).expect("chart dir");
+        std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: probe\nversion: 0.1.0\n").expect("Chart.yaml");
+        std::fs::write(
+            chart.join("templates/configmap.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: probe}\ndata: {kube: \"{{ .Capabilities.KubeVersion.Version }}\"}\n",
+        )
+        .expect("template");
+        let chart_path = chart.to_string_lossy().into_owned();
+
+        // Offline rendering assumes the minor helm was built for, not Kubernetes 1.20.
+        let template = ns.cluster.helm(&["template", &chart_path]).await.expect("helm template");
+        assert!(template.status.success(), "helm template: {}", text(&template.stderr));
+        assert!(text(&template.stdout).contains("v1.35."), "{}", text(&template.stdout));
+
+        let install = ns.cluster.helm(&["install", "probe", &chart_path, "-n", ns.name(), "--wait", "--timeout", "60s"]).await.expect("helm install");
+        assert!(install.status.success(), "helm install: {}", text(&install.stderr));
+        let configmaps: Api<k8s_openapi::api::core::v1::ConfigMap> = ns.api();
+        let cm = configmaps.get("probe").await.expect("configmap installed by helm");
+        let kube = cm.data.and_then(|d| d.get("kube").cloned()).unwrap_or_default();
+        assert!(kube.starts_with("v1.35."), "helm saw Kubernetes {kube}");
+        std::fs::remove_dir_all(&chart).ok();
+    })
+    .await;
+}

@@ -1,0 +1,262 @@
+//! The operator against the real testbed cluster. The operator runs in this test process
+//! (`kpages_operator::cli::run`, the same code as the binary) and talks to the apiserver through
+//! the kubeconfig on 127.0.0.1; these tests use a local-filesystem store the operator reads, so
+//! they need neither MinIO nor the kpages image (function pods are created but their init
+//! container cannot reach this store — pod readiness is covered where MinIO is bridged in).
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSyntax};
+use kpages_crds::{Deploy, DeployPhase, FunctionRoute, Manifest, Site};
+use kpages_e2e::{TestNamespace, wait};
+use kpages_operator::cli::RunArgs;
+use kpages_store::BlobStore;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Starts an operator replica scoped to the test's namespace; aborting the handle kills it.
+fn start_operator(ns: &TestNamespace, store: &str, identity: &str) -> tokio::task::JoinHandle<()> {
+    let args = RunArgs {
+        store_url: store.into(),
+        pod_store_url: None,
+        store_credentials_secret: "kpages-store".into(),
+        namespace: Some(ns.name().into()),
+        kpages_image: "localhost/kpages/kpages:dev".into(),
+        runtime_dir: "/opt/kpages/runtime".into(),
+        router_admin_url: "http://10.200.0.1:9090".into(),
+        router_namespace: None,
+        router_pod_labels: "app.kubernetes.io/name=kpages-router".into(),
+        preview_domain: "preview.kpages.localhost".into(),
+        url_scheme: "http".into(),
+        metrics_addr: String::new(),
+        lease_namespace: ns.name().into(),
+        lease_name: "kpages-operator".into(),
+        identity: Some(identity.into()),
+        lease_duration_seconds: 6,
+    };
+    let config = args.config().unwrap();
+    let client = ns.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = kpages_operator::cli::run(client, config, std::future::pending()).await {
+            eprintln!("operator {e}");
+        }
+    })
+}
+
+fn function(name: &str, invocation: InvocationKind, route: Option<&str>) -> Function {
+    Function {
+        name: name.into(),
+        bundle: kpages_crds::Digest::of(name.as_bytes()),
+        dialect: Dialect::Netlify,
+        invocation,
+        schedule: (invocation == InvocationKind::Scheduled).then(|| "@hourly".into()),
+        routes: route
+            .map(|r| {
+                vec![Route {
+                    pattern: r.into(),
+                    syntax: RouteSyntax::Urlpattern,
+                }]
+            })
+            .unwrap_or_default(),
+        excluded_routes: vec![],
+        methods: vec![],
+        prefer_static: false,
+        catch_all: None,
+        limits: Default::default(),
+        included_files: vec![],
+        rate_limit: None,
+        source: None,
+    }
+}
+
+/// Stores a manifest (and its bundles) in the store; returns its digest.
+async fn store_manifest(store: &BlobStore, functions: Vec<Function>, marker: &str) -> String {
+    let mut m = Manifest::new();
+    m.site.not_found_page = Some(format!("/{marker}.html"));
+    for mut f in functions {
+        f.bundle = store
+            .put_bytes(format!("export default () => new Response('{}')", f.name).into())
+            .await
+            .unwrap();
+        m.functions.push(f);
+    }
+    store.put_manifest(&m).await.unwrap().to_string()
+}
+
+async fn create_site(ns: &TestNamespace, extra: serde_json::Value) {
+    let mut site = json!({"apiVersion": "kpages.dev/v1alpha1", "kind": "Site",
+        "metadata": {"name": "web"}, "spec": {"functions": {"image": "localhost/kpages/node:20"}}});
+    if let Some(obj) = extra.as_object() {
+        for (k, v) in obj {
+            site["spec"][k] = v.clone();
+        }
+    }
+    let site: Site = serde_json::from_value(site).unwrap();
+    ns.api::<Site>().create(&PostParams::default(), &site).await.unwrap();
+}
+
+async fn create_deploy(ns: &TestNamespace, name: &str, manifest: &str) {
+    let d: Deploy = serde_json::from_value(json!({"apiVersion": "kpages.dev/v1alpha1", "kind": "Deploy",
+        "metadata": {"name": name},
+        "spec": {"site": "web", "manifest": manifest, "context": "production"}}))
+    .unwrap();
+    ns.api::<Deploy>().create(&PostParams::default(), &d).await.unwrap();
+}
+
+fn phase_is(want: DeployPhase) -> impl Fn(Option<&Deploy>) -> bool {
+    move |d| d.and_then(|d| d.status.as_ref()).is_some_and(|s| s.phase == want)
+}
+
+fn active_is(want: &'static str) -> impl Fn(Option<&Site>) -> bool {
+    move |s| {
+        s.and_then(|s| s.status.as_ref())
+            .and_then(|s| s.active_deploy.as_deref())
+            == Some(want)
+    }
+}
+
+#[tokio::test]
+async fn a_deploy_naming_a_missing_manifest_fails_with_manifest_not_found_and_no_pods() {
+    TestNamespace::run("op-missing", |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store = format!("file://{}", dir.path().display());
+        let op = start_operator(&ns, &store, "a");
+        create_site(&ns, json!({})).await;
+        let missing = format!("sha256:{}", "ab".repeat(32));
+        create_deploy(&ns, "v1", &missing).await;
+        let d = wait::until(&ns.api::<Deploy>(), "v1", DEADLINE, phase_is(DeployPhase::Failed))
+            .await
+            .unwrap();
+        let ready = d.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
+        assert_eq!(ready.reason, "ManifestNotFound", "{}", ready.message);
+        let deployments = ns.api::<Deployment>().list(&ListParams::default()).await.unwrap();
+        assert!(deployments.items.is_empty());
+        let pods = ns.api::<Pod>().list(&ListParams::default()).await.unwrap();
+        assert!(pods.items.is_empty());
+        op.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deploy_owns_its_objects_and_deleting_it_removes_them() {
+    TestNamespace::run("op-owned", |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("file://{}", dir.path().display());
+        let store = BlobStore::from_url(&store_url).unwrap();
+        let digest = store_manifest(
+            &store,
+            vec![
+                function("hello", InvocationKind::Sync, Some("/api/hello")),
+                function("nightly", InvocationKind::Scheduled, None),
+            ],
+            "owned",
+        )
+        .await;
+        let op = start_operator(&ns, &store_url, "a");
+        create_site(&ns, json!({"pinnedDeploy": "v1"})).await;
+        create_deploy(&ns, "v1", &digest).await;
+        let deployments = ns.api::<Deployment>();
+        let deployment = wait::until(&deployments, "v1-fn", DEADLINE, |d: Option<&Deployment>| d.is_some())
+            .await
+            .unwrap();
+        let owner = &deployment.metadata.owner_references.clone().unwrap()[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Deploy", "v1"));
+        wait::until(&ns.api::<Service>(), "v1-fn", DEADLINE, |s: Option<&Service>| s.is_some())
+            .await
+            .unwrap();
+        let route = wait::until(&ns.api::<FunctionRoute>(), "v1-hello-0", DEADLINE, |r: Option<&FunctionRoute>| {
+            r.is_some()
+        })
+        .await
+        .unwrap();
+        assert_eq!(route.owner_references()[0].name, "v1");
+        // Pinned, so active at once: its scheduled function gets a CronJob.
+        let cron = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(ns.client.clone(), ns.name());
+        wait::until(&cron, "v1-nightly", DEADLINE, |c: Option<&k8s_openapi::api::batch::v1::CronJob>| c.is_some())
+            .await
+            .unwrap();
+
+        ns.api::<Deploy>()
+            .delete("v1", &DeleteParams::foreground())
+            .await
+            .unwrap();
+        wait::until(&deployments, "v1-fn", DEADLINE, |d: Option<&Deployment>| d.is_none())
+            .await
+            .ok();
+        let left = deployments.get_opt("v1-fn").await.unwrap();
+        assert!(left.is_none(), "the garbage collector removes what the Deploy owned");
+        assert!(ns.api::<FunctionRoute>().get_opt("v1-hello-0").await.unwrap().is_none());
+        op.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn pinning_an_older_deploy_switches_the_active_deploy() {
+    TestNamespace::run("op-pin", |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("file://{}", dir.path().display());
+        let store = BlobStore::from_url(&store_url).unwrap();
+        // Static deploys (no functions) are Ready at once: no pods needed.
+        let old = store_manifest(&store, vec![], "old").await;
+        let new = store_manifest(&store, vec![], "new").await;
+        let op = start_operator(&ns, &store_url, "a");
+        create_site(&ns, json!({})).await;
+        create_deploy(&ns, "v1", &old).await;
+        let sites = ns.api::<Site>();
+        wait::until(&sites, "web", DEADLINE, active_is("v1")).await.unwrap();
+        create_deploy(&ns, "v2", &new).await;
+        wait::until(&sites, "web", DEADLINE, active_is("v2")).await.unwrap();
+        sites
+            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"pinnedDeploy": "v1"}})))
+            .await
+            .unwrap();
+        let site = wait::until(&sites, "web", DEADLINE, active_is("v1")).await.unwrap();
+        assert_eq!(site.status.unwrap().active_manifest.as_deref(), Some(old.as_str()));
+        op.abort();
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn when_the_leader_dies_the_other_replica_takes_over() {
+    TestNamespace::run("op-leader", |ns| async move {
+        let dir = tempfile::tempdir().unwrap();
+        let store_url = format!("file://{}", dir.path().display());
+        let store = BlobStore::from_url(&store_url).unwrap();
+        let leases = ns.api::<Lease>();
+        let holder = |who: &'static str| {
+            move |l: Option<&Lease>| {
+                l.and_then(|l| l.spec.as_ref())
+                    .and_then(|s| s.holder_identity.as_deref())
+                    == Some(who)
+            }
+        };
+        let a = start_operator(&ns, &store_url, "replica-a");
+        wait::until(&leases, "kpages-operator", DEADLINE, holder("replica-a"))
+            .await
+            .unwrap();
+        let b = start_operator(&ns, &store_url, "replica-b");
+        a.abort();
+        wait::until(&leases, "kpages-operator", DEADLINE, holder("replica-b"))
+            .await
+            .unwrap();
+        // The new leader reconciles.
+        let digest = store_manifest(&store, vec![], "leader").await;
+        create_site(&ns, json!({})).await;
+        create_deploy(&ns, "v1", &digest).await;
+        wait::until(&ns.api::<Deploy>(), "v1", DEADLINE, phase_is(DeployPhase::Ready))
+            .await
+            .unwrap();
+        b.abort();
+    })
+    .await;
+}
