@@ -99,19 +99,30 @@ async fn create_site(ns: &TestNamespace, extra: serde_json::Value) {
         }
     }
     let site: Site = serde_json::from_value(site).unwrap();
-    ns.api::<Site>().create(&PostParams::default(), &site).await.unwrap();
+    ns.api::<Site>()
+        .create(&PostParams::default(), &site)
+        .await
+        .unwrap();
 }
 
 async fn create_deploy(ns: &TestNamespace, name: &str, manifest: &str) {
-    let d: Deploy = serde_json::from_value(json!({"apiVersion": "kpages.dev/v1alpha1", "kind": "Deploy",
+    let d: Deploy = serde_json::from_value(
+        json!({"apiVersion": "kpages.dev/v1alpha1", "kind": "Deploy",
         "metadata": {"name": name},
-        "spec": {"site": "web", "manifest": manifest, "context": "production"}}))
+        "spec": {"site": "web", "manifest": manifest, "context": "production"}}),
+    )
     .unwrap();
-    ns.api::<Deploy>().create(&PostParams::default(), &d).await.unwrap();
+    ns.api::<Deploy>()
+        .create(&PostParams::default(), &d)
+        .await
+        .unwrap();
 }
 
 fn phase_is(want: DeployPhase) -> impl Fn(Option<&Deploy>) -> bool {
-    move |d| d.and_then(|d| d.status.as_ref()).is_some_and(|s| s.phase == want)
+    move |d| {
+        d.and_then(|d| d.status.as_ref())
+            .is_some_and(|s| s.phase == want)
+    }
 }
 
 fn active_is(want: &'static str) -> impl Fn(Option<&Site>) -> bool {
@@ -131,12 +142,27 @@ async fn a_deploy_naming_a_missing_manifest_fails_with_manifest_not_found_and_no
         create_site(&ns, json!({})).await;
         let missing = format!("sha256:{}", "ab".repeat(32));
         create_deploy(&ns, "v1", &missing).await;
-        let d = wait::until(&ns.api::<Deploy>(), "v1", DEADLINE, phase_is(DeployPhase::Failed))
+        let d = wait::until(
+            &ns.api::<Deploy>(),
+            "v1",
+            DEADLINE,
+            phase_is(DeployPhase::Failed),
+        )
+        .await
+        .unwrap();
+        let ready = d
+            .status
+            .unwrap()
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")
+            .unwrap();
+        assert_eq!(ready.reason, "ManifestNotFound", "{}", ready.message);
+        let deployments = ns
+            .api::<Deployment>()
+            .list(&ListParams::default())
             .await
             .unwrap();
-        let ready = d.status.unwrap().conditions.into_iter().find(|c| c.type_ == "Ready").unwrap();
-        assert_eq!(ready.reason, "ManifestNotFound", "{}", ready.message);
-        let deployments = ns.api::<Deployment>().list(&ListParams::default()).await.unwrap();
         assert!(deployments.items.is_empty());
         let pods = ns.api::<Pod>().list(&ListParams::default()).await.unwrap();
         assert!(pods.items.is_empty());
@@ -164,36 +190,63 @@ async fn a_deploy_owns_its_objects_and_deleting_it_removes_them() {
         create_site(&ns, json!({"pinnedDeploy": "v1"})).await;
         create_deploy(&ns, "v1", &digest).await;
         let deployments = ns.api::<Deployment>();
-        let deployment = wait::until(&deployments, "v1-fn", DEADLINE, |d: Option<&Deployment>| d.is_some())
-            .await
-            .unwrap();
+        let deployment = wait::until(&deployments, "v1-fn", DEADLINE, |d: Option<&Deployment>| {
+            d.is_some()
+        })
+        .await
+        .unwrap();
         let owner = &deployment.metadata.owner_references.clone().unwrap()[0];
         assert_eq!((owner.kind.as_str(), owner.name.as_str()), ("Deploy", "v1"));
-        wait::until(&ns.api::<Service>(), "v1-fn", DEADLINE, |s: Option<&Service>| s.is_some())
-            .await
-            .unwrap();
-        let route = wait::until(&ns.api::<FunctionRoute>(), "v1-hello-0", DEADLINE, |r: Option<&FunctionRoute>| {
-            r.is_some()
-        })
+        wait::until(
+            &ns.api::<Service>(),
+            "v1-fn",
+            DEADLINE,
+            |s: Option<&Service>| s.is_some(),
+        )
+        .await
+        .unwrap();
+        let route = wait::until(
+            &ns.api::<FunctionRoute>(),
+            "v1-hello-0",
+            DEADLINE,
+            |r: Option<&FunctionRoute>| r.is_some(),
+        )
         .await
         .unwrap();
         assert_eq!(route.owner_references()[0].name, "v1");
         // Pinned, so active at once: its scheduled function gets a CronJob.
-        let cron = Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(ns.client.clone(), ns.name());
-        wait::until(&cron, "v1-nightly", DEADLINE, |c: Option<&k8s_openapi::api::batch::v1::CronJob>| c.is_some())
-            .await
-            .unwrap();
+        let cron =
+            Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(ns.client.clone(), ns.name());
+        wait::until(
+            &cron,
+            "v1-nightly",
+            DEADLINE,
+            |c: Option<&k8s_openapi::api::batch::v1::CronJob>| c.is_some(),
+        )
+        .await
+        .unwrap();
 
         ns.api::<Deploy>()
             .delete("v1", &DeleteParams::foreground())
             .await
             .unwrap();
-        wait::until(&deployments, "v1-fn", DEADLINE, |d: Option<&Deployment>| d.is_none())
-            .await
-            .ok();
+        wait::until(&deployments, "v1-fn", DEADLINE, |d: Option<&Deployment>| {
+            d.is_none()
+        })
+        .await
+        .ok();
         let left = deployments.get_opt("v1-fn").await.unwrap();
-        assert!(left.is_none(), "the garbage collector removes what the Deploy owned");
-        assert!(ns.api::<FunctionRoute>().get_opt("v1-hello-0").await.unwrap().is_none());
+        assert!(
+            left.is_none(),
+            "the garbage collector removes what the Deploy owned"
+        );
+        assert!(
+            ns.api::<FunctionRoute>()
+                .get_opt("v1-hello-0")
+                .await
+                .unwrap()
+                .is_none()
+        );
         op.abort();
     })
     .await;
@@ -212,15 +265,28 @@ async fn pinning_an_older_deploy_switches_the_active_deploy() {
         create_site(&ns, json!({})).await;
         create_deploy(&ns, "v1", &old).await;
         let sites = ns.api::<Site>();
-        wait::until(&sites, "web", DEADLINE, active_is("v1")).await.unwrap();
-        create_deploy(&ns, "v2", &new).await;
-        wait::until(&sites, "web", DEADLINE, active_is("v2")).await.unwrap();
-        sites
-            .patch("web", &PatchParams::default(), &Patch::Merge(json!({"spec": {"pinnedDeploy": "v1"}})))
+        wait::until(&sites, "web", DEADLINE, active_is("v1"))
             .await
             .unwrap();
-        let site = wait::until(&sites, "web", DEADLINE, active_is("v1")).await.unwrap();
-        assert_eq!(site.status.unwrap().active_manifest.as_deref(), Some(old.as_str()));
+        create_deploy(&ns, "v2", &new).await;
+        wait::until(&sites, "web", DEADLINE, active_is("v2"))
+            .await
+            .unwrap();
+        sites
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"pinnedDeploy": "v1"}})),
+            )
+            .await
+            .unwrap();
+        let site = wait::until(&sites, "web", DEADLINE, active_is("v1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            site.status.unwrap().active_manifest.as_deref(),
+            Some(old.as_str())
+        );
         op.abort();
     })
     .await;
@@ -253,9 +319,14 @@ async fn when_the_leader_dies_the_other_replica_takes_over() {
         let digest = store_manifest(&store, vec![], "leader").await;
         create_site(&ns, json!({})).await;
         create_deploy(&ns, "v1", &digest).await;
-        wait::until(&ns.api::<Deploy>(), "v1", DEADLINE, phase_is(DeployPhase::Ready))
-            .await
-            .unwrap();
+        wait::until(
+            &ns.api::<Deploy>(),
+            "v1",
+            DEADLINE,
+            phase_is(DeployPhase::Ready),
+        )
+        .await
+        .unwrap();
         b.abort();
     })
     .await;
