@@ -108,6 +108,8 @@ impl Cluster {
 
     /// A new client for the calling test's runtime.
     pub async fn client(&self) -> Result<Client, Error> {
+        // Fails only when a provider is already installed, which is what we want.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig_error = |message: String| Error::Kubeconfig {
             path: self.kubeconfig.clone(),
             message,
