@@ -164,26 +164,49 @@ async fn a_deployment_rolls_out_and_rolls_forward() {
 async fn a_cluster_ip_service_routes_to_its_pod() {
     TestNamespace::run("service", |ns| async move {
         let pods: Api<Pod> = ns.api();
-        let pod: Pod = serde_json::from_value(hello_server("backend", json!({"app": "backend"}))).expect("pod");
-        pods.create(&PostParams::default(), &pod).await.expect("create pod");
+        let pod: Pod = serde_json::from_value(hello_server("backend", json!({"app": "backend"})))
+            .expect("pod");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("create pod");
         let services: Api<k8s_openapi::api::core::v1::Service> = ns.api();
         let service = serde_json::from_value(json!({
             "metadata": {"name": "backend"},
             "spec": {"selector": {"app": "backend"}, "ports": [{"port": 80, "targetPort": 8080}]}
         }))
         .expect("service");
-        let service = services.create(&PostParams::default(), &service).await.expect("create service");
+        let service = services
+            .create(&PostParams::default(), &service)
+            .await
+            .expect("create service");
         let cluster_ip = service.spec.and_then(|s| s.cluster_ip).expect("cluster IP");
-        wait::until(&pods, "backend", DEADLINE, wait::pod_ready()).await.expect("pod Ready");
+        wait::until(&pods, "backend", DEADLINE, wait::pod_ready())
+            .await
+            .expect("pod Ready");
 
         // kube-proxy programs the rule shortly after the EndpointSlice is ready: retry the request
         // (bounded) rather than sleeping a guessed time.
         let out = ns
             .cluster
-            .netns(&["curl", "-fsS", "--max-time", "5", "--retry", "20", "--retry-delay", "1", "--retry-all-errors", &format!("http://{cluster_ip}/")])
+            .netns(&[
+                "curl",
+                "-fsS",
+                "--max-time",
+                "5",
+                "--retry",
+                "20",
+                "--retry-delay",
+                "1",
+                "--retry-all-errors",
+                &format!("http://{cluster_ip}/"),
+            ])
             .await
             .expect("curl");
-        assert!(out.status.success(), "curl {cluster_ip}: {}", text(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl {cluster_ip}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stdout), "hello from backend on node v20.20.2");
     })
     .await;
