@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod build;
 mod crd;
+mod dev;
 
 /// Self-hosted Pages + Functions: build sites written for Netlify or EdgeOne Pages, run them
 /// locally with `kpages dev`, deploy them to Kubernetes.
@@ -21,6 +22,8 @@ enum Command {
     /// Package a site (EdgeOne Pages, Netlify or static) into blobs and a deploy manifest;
     /// prints the manifest digest last.
     Build(build::Args),
+    /// Build the site and serve it locally with its functions, rebuilding on changes.
+    Dev(dev::Args),
     /// Print the CustomResourceDefinitions (Site, Deploy, FunctionRoute) as YAML.
     Crd(crd::Args),
 }
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build(args) => build::run(&args),
         Command::Crd(args) => crd::run(&args),
+        Command::Dev(args) => dev::run(&args).map_err(std::io::Error::other),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -11,6 +11,7 @@ pub mod client;
 pub mod cron;
 pub mod geo;
 pub mod metrics;
+pub mod node_host;
 pub mod path;
 pub mod pattern;
 pub mod proxy;

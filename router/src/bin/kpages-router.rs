@@ -1,1 +1,143 @@
-fn main() {}
+//! `kpages-router`: serves one deploy from object storage with its function host, until the
+//! cluster source (Site/Deploy/EndpointSlice watches) lands. Flags in, tasks out.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use kpages_router::app::{App, Config};
+use kpages_router::geo::GeoLookup;
+use kpages_router::resolve::CompiledDeploy;
+use kpages_router::table::{Deploy, FunctionUpstream, RouteTable, Routes, Site};
+use kpages_router::{scheduler, server};
+
+/// The kpages router: static files, rules and functions of a deploy.
+#[derive(Parser)]
+#[command(name = "kpages-router", version, about)]
+struct Args {
+    /// Public listener (HTTP/1.1 and h2c).
+    #[arg(long, env = "KPAGES_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Admin listener: /metrics, /healthz, POST /functions/<name>/run.
+    #[arg(long, env = "KPAGES_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    admin_listen: SocketAddr,
+    /// Object store URL: file:///dir, s3://bucket/prefix?endpoint=…, memory://.
+    #[arg(long, env = "KPAGES_STORE")]
+    store: String,
+    /// The deploy to serve: its manifest digest.
+    #[arg(long, env = "KPAGES_MANIFEST")]
+    manifest: kpages_crds::Digest,
+    /// Site name (metrics and logs).
+    #[arg(long, env = "KPAGES_SITE", default_value = "default")]
+    site: String,
+    /// Function host endpoints (repeat for several).
+    #[arg(
+        long = "function-host",
+        env = "KPAGES_FUNCTION_HOSTS",
+        value_delimiter = ','
+    )]
+    function_hosts: Vec<SocketAddr>,
+    /// Peers whose X-Forwarded-* headers are believed (CIDRs, repeatable).
+    #[arg(long = "trusted-proxy", value_delimiter = ',')]
+    trusted_proxies: Vec<ipnet::IpNet>,
+    /// MaxMind GeoIP2/GeoLite2 City database.
+    #[arg(long, env = "KPAGES_GEO_DB")]
+    geo_db: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "kpages-router stopped");
+            eprintln!("kpages-router: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let store = kpages_store::BlobStore::from_url(&args.store)?;
+    let manifest = store.get_manifest(&args.manifest).await?;
+    let routes = CompiledDeploy::compile(Arc::new(manifest));
+    for w in &routes.warnings {
+        tracing::warn!(warning = %w, "manifest");
+    }
+    let table = RouteTable::single(Site {
+        name: args.site,
+        deploy: Arc::new(Deploy {
+            id: args.manifest.to_string(),
+            routes,
+            functions: FunctionUpstream::new(args.function_hosts),
+            production: true,
+        }),
+    });
+    let geo = match &args.geo_db {
+        Some(p) => GeoLookup::maxmind(p)?,
+        None => GeoLookup::Off,
+    };
+    let config = Config {
+        trusted_proxies: args.trusted_proxies,
+        ..Config::default()
+    };
+    let routes = Arc::new(Routes::new(table));
+    let app = App::new(config, routes.clone(), store, geo);
+    let listener = server::bind(args.listen).await?;
+    let admin = server::bind(args.admin_listen).await?;
+    tracing::info!(listen = %args.listen, admin = %args.admin_listen, "serving");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let sched = tokio::spawn(scheduler::run(
+        routes,
+        app.runner(),
+        scheduler::system_clock(),
+        stopped(stop_rx.clone()),
+    ));
+    let admin_task = tokio::spawn(server::serve_admin(
+        admin,
+        app.clone(),
+        stopped(stop_rx.clone()),
+    ));
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+        let _ = stop_tx.send(true);
+    });
+    server::serve(listener, app, stopped(stop_rx)).await?;
+    let _ = admin_task.await;
+    let _ = sched.await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
