@@ -1,0 +1,198 @@
+//! `kpages dev` as a user runs it: a real process on 127.0.0.1, real HTTP, a real Node host.
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns fail the test on error too
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const KPAGES: &str = env!("CARGO_BIN_EXE_kpages");
+
+/// A `kpages dev` process; killed if a test fails half-way.
+struct Dev {
+    child: Child,
+    url: String,
+    _lines: mpsc::Receiver<String>,
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(dir: &Path, extra: &[&str]) -> Dev {
+    let mut child = Command::new(KPAGES)
+        .arg("dev")
+        .arg(dir)
+        .args(["--port", "0"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let line = rx
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            .expect("kpages dev never printed its URL");
+        if let Some(url) = line.trim().strip_prefix("ready on ") {
+            return Dev {
+                child,
+                url: url.to_string(),
+                _lines: rx,
+            };
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 GET: status line and body.
+fn get(url: &str, path: &str) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let status = out[9..12].parse().unwrap();
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let name = e.file_name();
+        if name == ".kpages" || name == "node_modules" {
+            continue;
+        }
+        let dest = to.join(&name);
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+fn examples() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+#[test]
+fn serves_a_static_site_rebuilds_on_change_and_stops_on_ctrl_c() {
+    let tmp = tempfile::tempdir().unwrap();
+    let site = tmp.path().join("static-site");
+    copy_dir(&examples().join("static-site"), &site);
+    let mut dev = start(&site, &[]);
+    let (status, home) = get(&dev.url, "/");
+    assert_eq!(status, 200);
+    assert!(!home.is_empty());
+    assert_eq!(get(&dev.url, "/definitely-missing").0, 404);
+
+    // Keep a connection open across the rebuild: it must not be dropped.
+    let addr = dev.url.trim_start_matches("http://").to_string();
+    let mut kept = TcpStream::connect(&addr).unwrap();
+    std::fs::write(site.join("fresh.html"), "fresh content").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if get(&dev.url, "/fresh.html") == (200, "fresh content".to_string()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the rebuilt deploy was never served"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    write!(
+        kept,
+        "GET /fresh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    kept.read_to_string(&mut out).unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+    assert!(out.ends_with("fresh content"), "{out}");
+
+    // Ctrl-C: a clean exit.
+    let pid = dev.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = dev.child.wait().unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[test]
+fn a_taken_port_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let out = Command::new(KPAGES)
+        .arg("dev")
+        .arg(examples().join("static-site"))
+        .args(["--port", &port])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert!(err.contains("pick another with --port"), "{err}");
+}
+
+#[test]
+fn missing_node_is_a_clear_error() {
+    let out = Command::new(KPAGES)
+        .arg("dev")
+        .arg(examples().join("static-site"))
+        .args(["--port", "0", "--node", "/nonexistent/node"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Node.js 20+ is needed"), "{err}");
+}
+
+#[test]
+fn serves_the_netlify_example_with_functions() {
+    let mut dev = start(&examples().join("netlify-site"), &["--no-watch"]);
+    let (status, body) = get(&dev.url, "/api/hello");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("hello"), "{body}");
+    let (status, _) = get(&dev.url, "/");
+    assert_eq!(status, 200);
+    let pid = dev.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(dev.child.wait().unwrap().success());
+}
