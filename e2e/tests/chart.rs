@@ -764,7 +764,9 @@ fn builtin_servers_become_the_default_store_and_queue() {
 
 #[test]
 fn store_url_is_required_without_the_builtin_server() {
-    let err = try_render(&[]).err().expect("rendered without a store");
+    let Err(err) = try_render(&[]) else {
+        panic!("rendered without a store");
+    };
     assert!(
         err.contains("store.url is required") && err.contains("minio.enabled=true"),
         "{err}"
@@ -981,7 +983,7 @@ fn rendered_yaml(sets: &[&str], namespace: &str) -> String {
     let mut args = vec![
         "template",
         "kpages",
-        chart.to_str().unwrap(),
+        chart.to_str().expect("utf-8 path"),
         "--namespace",
         namespace,
         "--kube-version",
@@ -996,7 +998,7 @@ fn rendered_yaml(sets: &[&str], namespace: &str) -> String {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout).unwrap()
+    String::from_utf8(out.stdout).expect("helm prints UTF-8")
 }
 
 /// The real API server accepts every object the chart renders (fields, enums, selectors):
