@@ -14,7 +14,7 @@ const KPAGES: &str = env!("CARGO_BIN_EXE_kpages");
 struct Dev {
     child: Child,
     url: String,
-    _lines: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<String>,
 }
 
 impl Drop for Dev {
@@ -35,7 +35,14 @@ fn start(dir: &Path, extra: &[&str]) -> Dev {
         .spawn()
         .unwrap();
     let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.stdout.take();
+    // From here on the guard kills and reaps the process whatever happens.
+    let mut dev = Dev {
+        child,
+        url: String::new(),
+        lines: rx,
+    };
+    let stdout = stdout.unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
@@ -45,15 +52,13 @@ fn start(dir: &Path, extra: &[&str]) -> Dev {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let line = rx
+        let line = dev
+            .lines
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
             .expect("kpages dev never printed its URL");
         if let Some(url) = line.trim().strip_prefix("ready on ") {
-            return Dev {
-                child,
-                url: url.to_string(),
-                _lines: rx,
-            };
+            dev.url = url.to_string();
+            return dev;
         }
     }
 }
