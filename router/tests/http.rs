@@ -560,3 +560,24 @@ async fn swapping_the_table_switches_deploys_without_dropping_connections() {
     // Same pooled keep-alive connection, new deploy.
     assert_eq!(get(&c, &router.url("/about"), &[]).await.text(), "about v2");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_larger_than_the_cache_limit_stream_from_storage() {
+    let site = static_site().await;
+    let mut config = test_config();
+    config.max_cached_file = 100;
+    let router = Router::start(&site, vec![], config, GeoLookup::Off).await;
+    let c = client();
+    let a = get(&c, &router.url("/data.bin"), &[("accept-encoding", "br")]).await;
+    assert_eq!(a.status, 200);
+    assert_eq!(a.header("content-length"), Some("256"));
+    assert_eq!(&a.body[..], &(0u8..=255).collect::<Vec<u8>>()[..]);
+    let head = send(&c, "HEAD", &router.url("/data.bin"), &[], Bytes::new()).await;
+    assert_eq!(head.header("content-length"), Some("256"));
+    assert!(head.body.is_empty());
+    let metrics = router.app.metrics.encode();
+    assert!(
+        !metrics.contains(r#"static_cache_lookups_total{outcome="miss"}"#),
+        "{metrics}"
+    );
+}
