@@ -581,3 +581,32 @@ async fn files_larger_than_the_cache_limit_stream_from_storage() {
         "{metrics}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_limit_wait_for_a_free_slot() {
+    let site = static_site().await;
+    let mut config = test_config();
+    config.max_connections = 1;
+    config.header_read_timeout = Duration::from_secs(10);
+    let router = Router::start(&site, vec![], config, GeoLookup::Off).await;
+    let request = b"GET /about HTTP/1.1\r\nHost: x\r\n\r\n";
+    let mut first = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    first.write_all(request).await.unwrap();
+    let mut buf = [0u8; 512];
+    let n = first.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // The first connection stays open (keep-alive), holding the only slot.
+    let mut second = tokio::net::TcpStream::connect(router.addr).await.unwrap();
+    second.write_all(request).await.unwrap();
+    let waiting = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(
+        waiting.is_err(),
+        "the second connection was served beyond the limit"
+    );
+    drop(first);
+    let n = tokio::time::timeout(Duration::from_secs(5), second.read(&mut buf))
+        .await
+        .expect("the second connection was never served")
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+}
