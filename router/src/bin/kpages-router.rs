@@ -42,6 +42,9 @@ struct Args {
     /// Peers whose X-Forwarded-* headers are believed (CIDRs, repeatable).
     #[arg(long = "trusted-proxy", value_delimiter = ',')]
     trusted_proxies: Vec<ipnet::IpNet>,
+    /// Secret that signs Netlify Identity `nf_jwt` tokens, for `Role` rule conditions.
+    #[arg(long, env = "KPAGES_JWT_SECRET", hide_env_values = true)]
+    jwt_secret: Option<String>,
     /// MaxMind GeoIP2/GeoLite2 City database.
     #[arg(long, env = "KPAGES_GEO_DB")]
     geo_db: Option<PathBuf>,
@@ -88,6 +91,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let config = Config {
         trusted_proxies: args.trusted_proxies,
+        jwt_secret: args.jwt_secret.map(String::into_bytes),
         ..Config::default()
     };
     let routes = Arc::new(Routes::new(table));
