@@ -2,8 +2,12 @@
 //! idempotent once re-encoded.
 #![no_main]
 
-use kpages_router::path::{encode, normalize};
+#[path = "../../src/path.rs"]
+#[allow(dead_code)]
+mod path;
+
 use libfuzzer_sys::fuzz_target;
+use path::{encode, normalize};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {
@@ -17,6 +21,10 @@ fuzz_target!(|data: &[u8]| {
             "dot segment survived in {p:?} from {raw:?}"
         );
         assert!(!p.contains("//"), "{p:?}");
-        assert_eq!(normalize(&encode(&p)).as_deref(), Ok(p.as_str()), "not idempotent: {raw:?}");
+        assert_eq!(
+            normalize(&encode(&p)).as_deref(),
+            Ok(p.as_str()),
+            "not idempotent: {raw:?}"
+        );
     }
 });
