@@ -45,6 +45,10 @@ struct Args {
     /// Secret that signs Netlify Identity `nf_jwt` tokens, for `Role` rule conditions.
     #[arg(long, env = "KPAGES_JWT_SECRET", hide_env_values = true)]
     jwt_secret: Option<String>,
+    /// OTLP/HTTP endpoint for trace export (`http://collector:4318/v1/traces`); off when unset.
+    /// Needs a build with `--features otlp`.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
     /// MaxMind GeoIP2/GeoLite2 City database.
     #[arg(long, env = "KPAGES_GEO_DB")]
     geo_db: Option<PathBuf>,
