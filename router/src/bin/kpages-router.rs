@@ -56,21 +56,104 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
-    match run(Args::parse()).await {
+    let args = Args::parse();
+    let traces = match init_logs(args.otlp_endpoint.as_deref()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("kpages-router: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let code = match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "kpages-router stopped");
             eprintln!("kpages-router: {e}");
             ExitCode::FAILURE
         }
+    };
+    traces.flush();
+    code
+}
+
+/// JSON logs (with the request span's fields, among them the request id) to stdout, and
+/// spans to OTLP when an endpoint is configured.
+fn init_logs(otlp_endpoint: Option<&str>) -> Result<Traces, Box<dyn std::error::Error>> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt::layer()
+        .json()
+        .with_current_span(true);
+    let (otel, traces) = otel_layer(otlp_endpoint)?;
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(filter)
+        .with(logs)
+        .try_init()?;
+    Ok(traces)
+}
+
+/// The tracer provider, shut down at exit so the last spans are exported.
+struct Traces(#[cfg(feature = "otlp")] Option<opentelemetry_sdk::trace::SdkTracerProvider>);
+
+impl Traces {
+    fn flush(self) {
+        #[cfg(feature = "otlp")]
+        if let Some(p) = self.0 {
+            let _ = p.shutdown();
+        }
     }
+}
+
+#[cfg(feature = "otlp")]
+type OtelLayer = Option<
+    tracing_opentelemetry::OpenTelemetryLayer<
+        tracing_subscriber::Registry,
+        opentelemetry_sdk::trace::Tracer,
+    >,
+>;
+
+#[cfg(feature = "otlp")]
+fn otel_layer(endpoint: Option<&str>) -> Result<(OtelLayer, Traces), Box<dyn std::error::Error>> {
+    use opentelemetry::trace::TracerProvider as _;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let Some(endpoint) = endpoint else {
+        return Ok((None, Traces(None)));
+    };
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .build()?;
+    // The batch processor runs on Tokio: the exporter's hyper client needs its reactor.
+    let batch =
+        opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProcessor::builder(
+            exporter,
+            opentelemetry_sdk::runtime::Tokio,
+        )
+        .build();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(batch)
+        .with_resource(
+            opentelemetry_sdk::Resource::builder()
+                .with_service_name("kpages-router")
+                .build(),
+        )
+        .build();
+    let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("kpages-router"));
+    Ok((Some(layer), Traces(Some(provider))))
+}
+
+#[cfg(not(feature = "otlp"))]
+fn otel_layer(
+    endpoint: Option<&str>,
+) -> Result<(Option<tracing_subscriber::layer::Identity>, Traces), Box<dyn std::error::Error>> {
+    if endpoint.is_some() {
+        return Err("--otlp-endpoint needs a kpages-router built with `--features otlp`".into());
+    }
+    Ok((None, Traces()))
 }
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
