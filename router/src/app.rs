@@ -188,9 +188,10 @@ impl App {
         let span =
             tracing::info_span!("request", request_id = %request_id, %method, path = %raw_path);
         self.metrics.in_flight.inc();
+        let traceparent = crate::trace::link(&span, header_str(req.headers(), "traceparent"));
         let req = req.map(body::incoming);
         let (site, kind, result) = self
-            .route(req, peer, &request_id)
+            .route(req, peer, &request_id, &traceparent)
             .instrument(span.clone())
             .await;
         let mut resp = result.unwrap_or_else(|e| error_response(&e, &request_id));
@@ -220,6 +221,7 @@ impl App {
         req: Request<Body>,
         peer: SocketAddr,
         request_id: &str,
+        traceparent: &str,
     ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
         let table = self.routes.load();
         let host = request_host(&req);
@@ -301,6 +303,7 @@ impl App {
                     function,
                     params: &params,
                     request_id,
+                    traceparent,
                     client_ip,
                     geo: geo.as_ref(),
                     host: &facts.host,
@@ -572,6 +575,7 @@ struct CallContext<'a> {
     function: &'a Function,
     params: &'a Params,
     request_id: &'a str,
+    traceparent: &'a str,
     client_ip: IpAddr,
     geo: Option<&'a crate::geo::Geo>,
     host: &'a str,
@@ -583,7 +587,6 @@ impl CallContext<'_> {
     fn control_headers(&self, headers: &mut HeaderMap, invocation: &str) {
         let forwarded_proto = header_str(headers, "x-forwarded-proto").map(str::to_string);
         let forwarded_host = header_str(headers, "x-forwarded-host").map(str::to_string);
-        let traceparent = header_str(headers, "traceparent").map(str::to_string);
         proxy::strip_headers(headers);
         proxy::set(headers, "x-kpages-function", &self.function.name);
         proxy::set(headers, "x-kpages-params", &params_json(self.params));
@@ -593,11 +596,7 @@ impl CallContext<'_> {
         if let Some(g) = self.geo {
             proxy::set(headers, "x-kpages-geo", &g.header_value());
         }
-        proxy::set(
-            headers,
-            "traceparent",
-            &client::child_traceparent(traceparent.as_deref()),
-        );
+        proxy::set(headers, "traceparent", self.traceparent);
         proxy::set(headers, "x-forwarded-for", &self.client_ip.to_string());
         let (proto, host) = if self.peer_trusted {
             (

@@ -22,3 +22,4 @@ pub mod scheduler;
 pub mod server;
 pub mod static_files;
 pub mod table;
+pub mod trace;

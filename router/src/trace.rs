@@ -1,0 +1,44 @@
+//! W3C trace context for function calls. With the `otlp` feature the request span joins
+//! the client's trace (its `traceparent` becomes the span's parent) and the function receives
+//! the span's own context, so router and function spans line up in one trace. Without it, or
+//! when no exporter is installed, the function gets the client's trace id and a new span id.
+
+/// Joins `span` to the client's trace and returns the `traceparent` for the function call.
+pub fn link(span: &tracing::Span, incoming: Option<&str>) -> String {
+    #[cfg(feature = "otlp")]
+    if let Some(tp) = otel::link(span, incoming) {
+        return tp;
+    }
+    #[cfg(not(feature = "otlp"))]
+    let _ = span;
+    crate::client::child_traceparent(incoming)
+}
+
+#[cfg(feature = "otlp")]
+mod otel {
+    use std::collections::HashMap;
+
+    use opentelemetry::propagation::TextMapPropagator;
+    use opentelemetry::trace::TraceContextExt;
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    pub(super) fn link(span: &tracing::Span, incoming: Option<&str>) -> Option<String> {
+        let propagator = TraceContextPropagator::new();
+        if let Some(tp) = incoming {
+            let carrier = HashMap::from([("traceparent".to_string(), tp.to_string())]);
+            let parent = propagator.extract(&carrier);
+            if parent.span().span_context().is_valid() {
+                let _ = span.set_parent(parent);
+            }
+        }
+        let cx = span.context();
+        if !cx.span().span_context().is_valid() {
+            // No OpenTelemetry layer is installed (no exporter configured).
+            return None;
+        }
+        let mut out = HashMap::new();
+        propagator.inject_context(&cx, &mut out);
+        out.remove("traceparent")
+    }
+}
