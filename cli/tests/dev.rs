@@ -201,3 +201,30 @@ fn serves_the_netlify_example_with_functions() {
     );
     assert!(dev.child.wait().unwrap().success());
 }
+
+#[test]
+fn serves_the_edgeone_example_with_file_routes_and_a_framework_app() {
+    let mut dev = start(&examples().join("edgeone-site"), &["--no-watch"]);
+    let (status, body) = get(&dev.url, "/api/users/42");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"id\":\"42\""), "{body}");
+    // A literal file route beats the [id] route next to it.
+    let (_, me) = get(&dev.url, "/api/users/me");
+    assert!(me.contains("\"id\":\"me\""), "{me}");
+    let (status, files) = get(&dev.url, "/api/files/a/b.txt");
+    assert_eq!(status, 200);
+    assert!(files.contains("a/b.txt"), "{files}");
+    let (status, app) = get(&dev.url, "/express");
+    assert_eq!(status, 200);
+    assert!(app.contains("express"), "{app}");
+    assert_eq!(get(&dev.url, "/docs").0, 301);
+    let pid = dev.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    assert!(dev.child.wait().unwrap().success());
+}

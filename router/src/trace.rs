@@ -42,3 +42,17 @@ mod otel {
         out.remove("traceparent")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn without_an_exporter_the_function_gets_the_clients_trace_id() {
+        let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let tp = super::link(&tracing::Span::none(), Some(incoming));
+        assert!(
+            tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{tp}"
+        );
+        assert_ne!(tp, incoming);
+    }
+}
