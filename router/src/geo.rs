@@ -188,4 +188,108 @@ mod tests {
             "{e}"
         );
     }
+
+    /// A minimal MaxMind DB (format 2.0, IPv4, 24-bit records) in which every address maps
+    /// to one City record: enough to check the real reader path without shipping a database.
+    fn tiny_mmdb() -> Vec<u8> {
+        fn ctrl(out: &mut Vec<u8>, ty: u8, size: usize) {
+            if ty <= 7 {
+                out.push((ty << 5) | size as u8);
+            } else {
+                out.push(size as u8);
+                out.push(ty - 7);
+            }
+        }
+        fn string(out: &mut Vec<u8>, v: &str) {
+            ctrl(out, 2, v.len());
+            out.extend_from_slice(v.as_bytes());
+        }
+        fn double(out: &mut Vec<u8>, v: f64) {
+            ctrl(out, 3, 8);
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        fn uint(out: &mut Vec<u8>, ty: u8, v: u64) {
+            let bytes = v.to_be_bytes();
+            let first = bytes.iter().position(|b| *b != 0).unwrap_or(8);
+            ctrl(out, ty, 8 - first);
+            out.extend_from_slice(&bytes[first..]);
+        }
+        fn names(out: &mut Vec<u8>, en: &str) {
+            string(out, "names");
+            ctrl(out, 7, 1);
+            string(out, "en");
+            string(out, en);
+        }
+        let mut data = Vec::new();
+        ctrl(&mut data, 7, 3);
+        string(&mut data, "country");
+        ctrl(&mut data, 7, 2);
+        string(&mut data, "iso_code");
+        string(&mut data, "NL");
+        names(&mut data, "Netherlands");
+        string(&mut data, "city");
+        ctrl(&mut data, 7, 1);
+        names(&mut data, "Amsterdam");
+        string(&mut data, "location");
+        ctrl(&mut data, 7, 3);
+        string(&mut data, "latitude");
+        double(&mut data, 52.37);
+        string(&mut data, "longitude");
+        double(&mut data, 4.89);
+        string(&mut data, "time_zone");
+        string(&mut data, "Europe/Amsterdam");
+
+        let node_count = 1u32;
+        // Both branches of the only node point at the record at data offset 0.
+        let record = node_count + 16;
+        let mut db = Vec::new();
+        for _ in 0..2 {
+            db.extend_from_slice(&record.to_be_bytes()[1..]);
+        }
+        db.extend_from_slice(&[0u8; 16]);
+        db.extend_from_slice(&data);
+        db.extend_from_slice(b"\xAB\xCD\xEFMaxMind.com");
+        let mut meta = Vec::new();
+        ctrl(&mut meta, 7, 9);
+        string(&mut meta, "node_count");
+        uint(&mut meta, 6, node_count.into());
+        string(&mut meta, "record_size");
+        uint(&mut meta, 5, 24);
+        string(&mut meta, "ip_version");
+        uint(&mut meta, 5, 4);
+        string(&mut meta, "database_type");
+        string(&mut meta, "GeoLite2-City");
+        string(&mut meta, "languages");
+        ctrl(&mut meta, 11, 1);
+        string(&mut meta, "en");
+        string(&mut meta, "binary_format_major_version");
+        uint(&mut meta, 5, 2);
+        string(&mut meta, "binary_format_minor_version");
+        uint(&mut meta, 5, 0);
+        string(&mut meta, "build_epoch");
+        uint(&mut meta, 9, 1_700_000_000);
+        string(&mut meta, "description");
+        ctrl(&mut meta, 7, 1);
+        string(&mut meta, "en");
+        string(&mut meta, "kpages test database");
+        db.extend_from_slice(&meta);
+        db
+    }
+
+    #[test]
+    fn maxmind_databases_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.mmdb");
+        std::fs::write(&path, tiny_mmdb()).unwrap();
+        let geo = GeoLookup::maxmind(&path).unwrap();
+        let g = geo.lookup("203.0.113.7".parse().unwrap()).unwrap();
+        assert_eq!(g.country_code(), Some("NL"));
+        assert_eq!(
+            g.country.as_ref().unwrap().name.as_deref(),
+            Some("Netherlands")
+        );
+        assert_eq!(g.city.as_deref(), Some("Amsterdam"));
+        assert_eq!(g.timezone.as_deref(), Some("Europe/Amsterdam"));
+        assert_eq!(g.latitude, Some(52.37));
+    }
 }
