@@ -159,6 +159,23 @@ pub enum Error {
     },
 }
 
+/// The object a watch delivered, or [`Error::InvalidObject`] when it did not deserialize: a
+/// malformed object fails its own reconcile (and waits for an edit) instead of stopping the watch.
+pub fn unguard<K>(guard: &kube::core::DeserializeGuard<K>) -> Result<&K, Error>
+where
+    K: kube::Resource,
+{
+    use kube::ResourceExt;
+    guard.0.as_ref().map_err(|invalid| Error::InvalidObject {
+        name: format!(
+            "{}/{}",
+            guard.namespace().unwrap_or_default(),
+            guard.name_any()
+        ),
+        message: invalid.error.clone(),
+    })
+}
+
 impl Error {
     /// Whether only a change to the object can fix it (so retrying is pointless).
     pub fn is_invalid_input(&self) -> bool {

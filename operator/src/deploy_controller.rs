@@ -104,19 +104,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let deploy = match &guard.0 {
-        Ok(d) => d,
-        Err(invalid) => {
-            return Err(Error::InvalidObject {
-                name: format!(
-                    "{}/{}",
-                    guard.namespace().unwrap_or_default(),
-                    guard.name_any()
-                ),
-                message: invalid.error.clone(),
-            });
-        }
-    };
+    let deploy = crate::context::unguard(&guard)?;
     if deploy.meta().deletion_timestamp.is_some() {
         // Owner references cascade the deletion; nothing external to clean up.
         return Ok(Action::await_change());

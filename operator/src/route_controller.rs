@@ -77,19 +77,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let route = match &guard.0 {
-        Ok(r) => r,
-        Err(invalid) => {
-            return Err(Error::InvalidObject {
-                name: format!(
-                    "{}/{}",
-                    guard.namespace().unwrap_or_default(),
-                    guard.name_any()
-                ),
-                message: invalid.error.clone(),
-            });
-        }
-    };
+    let route = crate::context::unguard(&guard)?;
     let ns = route.namespace().unwrap_or_default();
     let name = route.name_any();
     let deref = |what: String| move |source| Error::Dereference { what, source };

@@ -65,19 +65,7 @@ pub async fn reconcile(
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
-    let site = match &guard.0 {
-        Ok(s) => s,
-        Err(invalid) => {
-            return Err(Error::InvalidObject {
-                name: format!(
-                    "{}/{}",
-                    guard.namespace().unwrap_or_default(),
-                    guard.name_any()
-                ),
-                message: invalid.error.clone(),
-            });
-        }
-    };
+    let site = crate::context::unguard(&guard)?;
     if site.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
