@@ -44,6 +44,9 @@ pub enum Error {
     /// An API call failed.
     #[error(transparent)]
     Kube(#[from] kube::Error),
+    /// `e2e/cluster load-images` failed; its stderr went to the test's output.
+    #[error("e2e/cluster load-images failed: {0}")]
+    LoadImages(String),
     /// A wait reached its deadline.
     #[error("timed out after {seconds}s waiting for {what}")]
     Timeout { what: String, seconds: u64 },
@@ -60,6 +63,11 @@ pub struct Cluster {
 }
 
 static UP: OnceLock<Result<Cluster, String>> = OnceLock::new();
+static KPAGES_IMAGE: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// The image of the workspace's binaries and the function host that `e2e/cluster load-images`
+/// builds (function pods' init containers, schedule jobs).
+pub const KPAGES_IMAGE_NAME: &str = "localhost/kpages/kpages:dev";
 
 impl Cluster {
     /// Starts the cluster (or reuses the running one) the first time a test binary asks, by running
@@ -146,6 +154,60 @@ impl Cluster {
         let mut cmd = tokio::process::Command::new(&helm);
         cmd.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
         run(cmd, &format!("helm {}", args.join(" "))).await
+    }
+
+    /// Makes sure [`KPAGES_IMAGE_NAME`] in the cluster holds the current code: runs
+    /// `e2e/cluster load-images` once per test binary. Cargo rebuilds only what changed, the
+    /// archive is rebuilt only when a binary or the function host changed, and the import is
+    /// skipped when containerd already has that digest; so after the first time this costs
+    /// seconds. Blocking (a cargo build may run): call it before deadlines start.
+    pub fn load_kpages_image(&self) -> Result<(), Error> {
+        KPAGES_IMAGE
+            .get_or_init(|| {
+                let script = script();
+                let mut cmd = Command::new(&script);
+                // Cargo gives a test the package's CARGO_PKG_*, CARGO_MANIFEST_* … variables;
+                // build scripts (ring's) rerun when those change, so the nested build would
+                // redo everything from ring up, and again when run from a shell. Drop them.
+                for (key, _) in std::env::vars_os() {
+                    let key = key.to_string_lossy();
+                    if ["CARGO_PKG_", "CARGO_MANIFEST_", "CARGO_BIN_", "CARGO_CFG_"]
+                        .iter()
+                        .any(|p| key.starts_with(p))
+                        || [
+                            "CARGO_CRATE_NAME",
+                            "CARGO_PRIMARY_PACKAGE",
+                            "CARGO_TARGET_TMPDIR",
+                            "OUT_DIR",
+                        ]
+                        .contains(&key.as_ref())
+                    {
+                        cmd.env_remove(key.as_ref());
+                    }
+                }
+                // stderr is inherited: the build's progress belongs in the test output.
+                let out = cmd
+                    .arg("load-images")
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::inherit())
+                    .status()
+                    .map_err(|e| format!("running {} load-images: {e}", script.display()))?;
+                if out.success() {
+                    Ok(())
+                } else {
+                    Err(format!("exit status {out}"))
+                }
+            })
+            .clone()
+            .map_err(Error::LoadImages)
+    }
+
+    /// A command that runs inside the cluster's network namespace, for the caller to spawn
+    /// (a long-running helper such as a forwarder); it is killed when its `Child` is dropped.
+    pub fn netns_command(&self, args: &[&str]) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(script());
+        cmd.arg("exec").arg("--").args(args).kill_on_drop(true);
+        cmd
     }
 
     /// Runs a command inside the cluster's network namespace, where pod and node IPs are reachable.

@@ -16,6 +16,8 @@ KPAGES_IMAGE=localhost/kpages/kpages:dev
 # The official Node.js 20 binary as npm publishes it: pinned, identical on every machine, and the
 # same build users run — unlike whatever /usr/bin/node a machine happens to carry.
 NODE_PACKAGE_VERSION=20.20.2
+# The host's CA certificates, for the kpages image (object-store clients need a trust store).
+CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
 
 images_dir() { echo "$TESTBED_CACHE/images"; }
 
@@ -98,9 +100,9 @@ build_node_image() {
 # The workspace's binaries, statically linked, plus runtime/ when it exists, on top of node:20.
 # build_kpages_image REPO [BIN…]: every binary of the workspace, or only the named ones.
 build_kpages_image() {
-  local repo=$1 out dir bins b target_dir bin_args=()
+  local repo=$1 out dir bins b target_dir key bin_args=()
   shift
-  out="$(images_dir)/kpages-dev.tar"
+  [[ -f "$CA_BUNDLE" ]] || die "$CA_BUNDLE is missing (apt-get install ca-certificates)"
   command -v cargo >/dev/null || die "cargo is required to build $KPAGES_IMAGE (install Rust via rustup)"
   if (($#)); then
     bins="$*"
@@ -116,8 +118,25 @@ build_kpages_image() {
     nice -n 10 cargo build --release "${bin_args[@]}" --target x86_64-unknown-linux-gnu >&2) ||
     die "cargo build of the static binaries failed"
   target_dir=$(cd "$repo" && cargo metadata --no-deps --format-version 1 | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+  # The archive is named after what goes into it (the binaries' bytes, the function host's files,
+  # this script and the image builder), so an unchanged build reuses it instead of re-packing.
+  key=$({
+    for b in $bins; do echo "$b $(sha256sum <"$target_dir/x86_64-unknown-linux-gnu/release/$b")"; done
+    [[ -d "$repo/runtime" ]] && (cd "$repo" && find runtime -type f ! -path '*/node_modules/.cache/*' -print0 |
+      sort -z | xargs -0 sha256sum)
+    sha256sum "$TESTBED_DIR/images.sh" "$TESTBED_DIR/oci-image.py" "$(node_binary)" "$CA_BUNDLE"
+  } | sha256sum | cut -c1-16)
+  out="$(images_dir)/kpages-dev-$key.tar"
+  if [[ -f "$out" ]]; then
+    log "binaries and runtime unchanged: reusing $out"
+    echo "$out"
+    return
+  fi
+  rm -f "$(images_dir)"/kpages-dev-*.tar
   dir=$(mktemp -d)
   node_rootfs "$dir/rootfs"
+  # The store client (rustls with the platform verifier) needs a trust store to start at all.
+  install -D -m 0644 "$CA_BUNDLE" "$dir/rootfs/etc/ssl/certs/ca-certificates.crt"
   for b in $bins; do
     install -D -m 0755 "$target_dir/x86_64-unknown-linux-gnu/release/$b" "$dir/rootfs/usr/local/bin/$b"
   done
@@ -127,8 +146,9 @@ build_kpages_image() {
   fi
   python3 "$TESTBED_DIR/oci-image.py" --rootfs "$dir/rootfs" --name "$KPAGES_IMAGE" \
     --env "NODE_VERSION=$NODE_PACKAGE_VERSION" --env KPAGES_RUNTIME_DIR=/opt/kpages/runtime \
-    --out "$out" >&2
+    --out "$out.partial" >&2 && mv "$out.partial" "$out"
   rm -rf "$dir"
+  [[ -f "$out" ]] || die "writing $out failed"
   echo "$out"
 }
 

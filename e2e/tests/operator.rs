@@ -1,8 +1,10 @@
 //! The operator against the real testbed cluster. The operator runs in this test process
 //! (`kpages_operator::cli::run`, the same code as the binary) and talks to the apiserver through
-//! the kubeconfig on 127.0.0.1; these tests use a local-filesystem store the operator reads, so
-//! they need neither MinIO nor the kpages image (function pods are created but their init
-//! container cannot reach this store — pod readiness is covered where MinIO is bridged in).
+//! the kubeconfig on 127.0.0.1. Most tests use a local-filesystem store only the operator reads,
+//! so they need neither MinIO nor the kpages image (function pods are created but their init
+//! container cannot reach that store). The pods-become-Ready test runs a real MinIO on the
+//! host's loopback, bridges it into the testbed's namespace with socat (as the testbed bridges
+//! the apiserver) and loads the current `localhost/kpages/kpages:dev` image first.
 #![allow(clippy::unwrap_used)]
 
 use std::time::Duration;
@@ -23,7 +25,35 @@ const DEADLINE: Duration = Duration::from_secs(90);
 
 /// Starts an operator replica scoped to the test's namespace; aborting the handle kills it.
 fn start_operator(ns: &TestNamespace, store: &str, identity: &str) -> tokio::task::JoinHandle<()> {
-    let args = RunArgs {
+    let config = run_args(ns, store, identity).config().unwrap();
+    let client = ns.client.clone();
+    tokio::spawn(async move {
+        if let Err(e) = kpages_operator::cli::run(client, config, std::future::pending()).await {
+            eprintln!("operator {e}");
+        }
+    })
+}
+
+/// Like [`start_operator`], with a store opened here (credentials the process environment does
+/// not have) and the URL function pods reach the same store at.
+fn start_operator_with_store(
+    ns: &TestNamespace,
+    store: BlobStore,
+    pod_store_url: &str,
+    identity: &str,
+) -> tokio::task::JoinHandle<()> {
+    let config = run_args(ns, pod_store_url, identity).config().unwrap();
+    let client = ns.client.clone();
+    tokio::spawn(async move {
+        let stop = std::future::pending();
+        if let Err(e) = kpages_operator::cli::run_with_store(client, config, store, stop).await {
+            eprintln!("operator {e}");
+        }
+    })
+}
+
+fn run_args(ns: &TestNamespace, store: &str, identity: &str) -> RunArgs {
+    RunArgs {
         store_url: store.into(),
         pod_store_url: None,
         store_credentials_secret: "kpages-store".into(),
@@ -40,14 +70,7 @@ fn start_operator(ns: &TestNamespace, store: &str, identity: &str) -> tokio::tas
         lease_name: "kpages-operator".into(),
         identity: Some(identity.into()),
         lease_duration_seconds: 6,
-    };
-    let config = args.config().unwrap();
-    let client = ns.client.clone();
-    tokio::spawn(async move {
-        if let Err(e) = kpages_operator::cli::run(client, config, std::future::pending()).await {
-            eprintln!("operator {e}");
-        }
-    })
+    }
 }
 
 fn function(name: &str, invocation: InvocationKind, route: Option<&str>) -> Function {
@@ -328,6 +351,382 @@ async fn when_the_leader_dies_the_other_replica_takes_over() {
         .await
         .unwrap();
         b.abort();
+    })
+    .await;
+}
+
+/// A real MinIO on the host's 127.0.0.1 (the binary `scripts/install-deps` builds, as the store
+/// tests use): own data directory, one bucket, killed when dropped.
+struct MinIo {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+const MINIO_USER: &str = "kpagese2e";
+const MINIO_PASSWORD: &str = "kpagese2e-secret";
+const BUCKET: &str = "kpages";
+
+fn minio_binary() -> std::path::PathBuf {
+    if let Some(bin) = std::env::var_os("KPAGES_MINIO_BIN") {
+        return bin.into();
+    }
+    let cache = std::env::var_os("KPAGES_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/kpages")
+        });
+    let mut found: Vec<_> = std::fs::read_dir(cache.join("bin"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("minio-"))
+        })
+        .map(|p| p.join("minio"))
+        .filter(|p| p.is_file())
+        .collect();
+    found.sort();
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "MinIO is not installed: run scripts/install-deps (it builds MinIO into {}) or set KPAGES_MINIO_BIN",
+            cache.join("bin").display()
+        )
+    })
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl MinIo {
+    async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        // In single-drive mode a directory in the data dir is a bucket.
+        std::fs::create_dir_all(dir.path().join("data").join(BUCKET)).unwrap();
+        let (port, console) = (free_port(), free_port());
+        let log = std::fs::File::create(dir.path().join("minio.log")).unwrap();
+        let child = std::process::Command::new(minio_binary())
+            .arg("server")
+            .arg(dir.path().join("data"))
+            .args(["--address", &format!("127.0.0.1:{port}")])
+            .args(["--console-address", &format!("127.0.0.1:{console}")])
+            .env("MINIO_ROOT_USER", MINIO_USER)
+            .env("MINIO_ROOT_PASSWORD", MINIO_PASSWORD)
+            .env("MINIO_BROWSER", "off")
+            .env("MINIO_UPDATE", "off")
+            .env("MINIO_CI_CD", "1")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("start minio");
+        let mut server = Self {
+            child,
+            port,
+            _dir: dir,
+        };
+        // MinIO has no readiness event to wait on: poll its local health endpoint.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = server.child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(server._dir.path().join("minio.log"))
+                    .unwrap_or_default();
+                panic!("minio exited with {status}:\n{log}");
+            }
+            if server.healthy().await {
+                return server;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "minio not ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn healthy(&mut self) -> bool {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
+            return false;
+        };
+        let req = "GET /minio/health/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        if s.write_all(req.as_bytes()).await.is_err() {
+            return false;
+        }
+        let mut buf = String::new();
+        let _ = s.read_to_string(&mut buf).await;
+        buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
+    }
+
+    /// The store at `endpoint` (how the reader reaches this server), `prefix` in the bucket.
+    fn store_config(&self, endpoint: &str, prefix: &str) -> kpages_store::StoreConfig {
+        kpages_store::StoreConfig::S3(kpages_store::S3Config {
+            bucket: BUCKET.into(),
+            prefix: prefix.into(),
+            endpoint: Some(endpoint.into()),
+            region: "us-east-1".into(),
+            path_style: true,
+            credentials: Some(kpages_store::S3Credentials {
+                access_key_id: MINIO_USER.into(),
+                secret_access_key: MINIO_PASSWORD.into(),
+            }),
+        })
+    }
+}
+
+impl Drop for MinIo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Makes a port on the host's loopback reachable inside the testbed's network namespace at the
+/// node IP, the way the testbed bridges the apiserver: `socat` in the namespace listens on
+/// 10.200.0.1:<port> and forwards through a unix socket (the file system is shared, the network
+/// is not) to a `socat` on the host that connects to 127.0.0.1:<port>. Both die with this value.
+struct Bridge {
+    port: u16,
+    _host: tokio::process::Child,
+    _netns: tokio::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+const NODE_IP: &str = "10.200.0.1";
+
+/// Spawns `cmd` (a `socat -d -d …`) and waits for its "listening on" line; the rest of its log is
+/// drained in the background so it never blocks on a full pipe. Returns None if it exited first.
+async fn spawn_listening(mut cmd: tokio::process::Command) -> Option<tokio::process::Child> {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start socat");
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let listening = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            let ok = line.contains("listening on");
+            seen.push(line);
+            if ok {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    if !listening {
+        eprintln!("socat did not listen:\n{}", seen.join("\n"));
+        return None;
+    }
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Some(child)
+}
+
+impl Bridge {
+    async fn start(ns: &TestNamespace, host_port: u16) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sock = dir.path().join("bridge.sock");
+        let mut host = tokio::process::Command::new("socat");
+        host.args([
+            "-d",
+            "-d",
+            &format!("UNIX-LISTEN:{},fork,unlink-early", sock.display()),
+            &format!("TCP:127.0.0.1:{host_port}"),
+        ]);
+        let host = spawn_listening(host).await.expect("host-side socat");
+        // The namespace's ports are its own: start with the host port's number (free on the
+        // host, so unlikely to be taken there) and take another if it is.
+        for attempt in 0..5 {
+            let port = if attempt == 0 { host_port } else { free_port() };
+            let netns = ns.cluster.netns_command(&[
+                "socat",
+                "-d",
+                "-d",
+                &format!("TCP-LISTEN:{port},bind={NODE_IP},reuseaddr,fork"),
+                &format!("UNIX-CONNECT:{}", sock.display()),
+            ]);
+            if let Some(netns) = spawn_listening(netns).await {
+                return Self {
+                    port,
+                    _host: host,
+                    _netns: netns,
+                    _dir: dir,
+                };
+            }
+        }
+        panic!("no port on {NODE_IP} in the testbed's namespace for the MinIO bridge");
+    }
+}
+
+/// Applies a Site and a Deploy whose manifest and bundles are in a real S3 server (MinIO on the
+/// host's loopback, bridged into the testbed's namespace for the pods): the init container of
+/// the `localhost/kpages/kpages:dev` image fetches and verifies the bundles, the host container
+/// runs them, the pod becomes Ready and answers on its pod IP; the Deploy is Ready with
+/// readyReplicas, becomes the Site's active deploy, and so its scheduled function gets a CronJob.
+#[tokio::test]
+async fn a_deploy_from_s3_runs_its_functions_in_ready_pods_that_answer_on_their_pod_ip() {
+    TestNamespace::run("op-pods", |ns| async move {
+        let cluster = ns.cluster.clone();
+        tokio::task::spawn_blocking(move || cluster.load_kpages_image())
+            .await
+            .unwrap()
+            .expect("the kpages image with the current kpages-operator");
+        let minio = MinIo::start().await;
+        let bridge = Bridge::start(&ns, minio.port).await;
+        let prefix = format!("e2e/{}", ns.name());
+        let store = minio
+            .store_config(&format!("http://127.0.0.1:{}", minio.port), &prefix)
+            .open()
+            .unwrap();
+
+        // Real ESM bundles in the Netlify v2 dialect; the answer names the deploy the pod serves.
+        let mut manifest = Manifest::new();
+        let hello = function("hello", InvocationKind::Sync, Some("/api/hello"));
+        let nightly = function("nightly", InvocationKind::Scheduled, None);
+        for (mut f, code) in [
+            (
+                hello,
+                "export default async (req) => new Response(`hello from ${process.env.DEPLOY_ID} \
+                 of ${process.env.SITE_NAME} (${process.env.CONTEXT}) at ${new URL(req.url).pathname}`);",
+            ),
+            (
+                nightly,
+                "export default async (req) => { await req.json(); };",
+            ),
+        ] {
+            f.bundle = store.put_bytes(code.to_string().into()).await.unwrap();
+            manifest.functions.push(f);
+        }
+        let digest = store.put_manifest(&manifest).await.unwrap().to_string();
+
+        // Credentials for the init container, in the site's namespace.
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
+            "metadata": {"name": "kpages-store"},
+            "stringData": {"AWS_ACCESS_KEY_ID": MINIO_USER, "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}
+        }))
+        .unwrap();
+        ns.api::<k8s_openapi::api::core::v1::Secret>()
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+
+        let pod_store_url = format!(
+            "s3://{BUCKET}/{prefix}?endpoint=http://{NODE_IP}:{}",
+            bridge.port
+        );
+        let op = start_operator_with_store(&ns, store.clone(), &pod_store_url, "a");
+        create_site(&ns, json!({})).await;
+        create_deploy(&ns, "v1", &digest).await;
+
+        // Pods: up to a fresh image's first start on a shared 2-core machine.
+        let pod_deadline = Duration::from_secs(240);
+        let deploys = ns.api::<Deploy>();
+        let ready = wait::until(&deploys, "v1", pod_deadline, phase_is(DeployPhase::Ready))
+            .await
+            .unwrap();
+        let status = ready.status.unwrap();
+        assert!(
+            status.ready_replicas.unwrap_or(0) >= 1,
+            "readyReplicas: {:?}",
+            status.ready_replicas
+        );
+        let reason = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready")
+            .map(|c| c.reason.clone());
+        assert_eq!(reason.as_deref(), Some("PodsReady"));
+
+        let pods = ns
+            .api::<Pod>()
+            .list(&ListParams::default().labels("kpages.dev/deploy=v1,app.kubernetes.io/component=functions"))
+            .await
+            .unwrap();
+        let pod = pods
+            .items
+            .into_iter()
+            .find(|p| {
+                use kube::runtime::wait::Condition;
+                wait::pod_ready().matches_object(Some(p))
+            })
+            .expect("a Ready function pod");
+        let spec = pod.spec.clone().unwrap();
+        let init = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(init.image.as_deref(), Some(kpages_e2e::KPAGES_IMAGE_NAME));
+        assert_eq!(
+            spec.containers[0].image.as_deref(),
+            Some("localhost/kpages/node:20")
+        );
+        let ip = pod.status.as_ref().unwrap().pod_ip.clone().unwrap();
+
+        // The host loaded both bundles...
+        let out = ns
+            .cluster
+            .netns(&["curl", "-sS", "-m", "10", &format!("http://{ip}:9000/.kpages/ready")])
+            .await
+            .unwrap();
+        let body = String::from_utf8_lossy(&out.stdout);
+        let readiness: serde_json::Value = serde_json::from_str(&body)
+            .unwrap_or_else(|e| panic!("readiness {body:?}: {e}; {}", String::from_utf8_lossy(&out.stderr)));
+        assert_eq!(
+            readiness,
+            json!({"ready": true, "functions": {"hello": "loaded", "nightly": "loaded"}})
+        );
+        // ...and answers a request for its function on the pod IP, as the router would send it.
+        let out = ns
+            .cluster
+            .netns(&[
+                "curl",
+                "-sS",
+                "-m",
+                "10",
+                "-w",
+                "\n%{http_code}",
+                "-H",
+                "x-kpages-function: hello",
+                "-H",
+                "x-kpages-params: {}",
+                &format!("http://{ip}:9000/api/hello"),
+            ])
+            .await
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "hello from v1 of web (production) at /api/hello\n200",
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // Ready and production: the Site makes it active, and the active production deploy's
+        // scheduled function gets its CronJob.
+        wait::until(&ns.api::<Site>(), "web", DEADLINE, active_is("v1"))
+            .await
+            .unwrap();
+        let cron =
+            Api::<k8s_openapi::api::batch::v1::CronJob>::namespaced(ns.client.clone(), ns.name());
+        let job = wait::until(
+            &cron,
+            "v1-nightly",
+            DEADLINE,
+            |c: Option<&k8s_openapi::api::batch::v1::CronJob>| c.is_some(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(job.spec.unwrap().schedule, "@hourly");
+        assert_eq!(job.metadata.owner_references.unwrap()[0].name, "v1");
+        op.abort();
+        drop(bridge);
+        drop(minio);
     })
     .await;
 }

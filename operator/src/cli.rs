@@ -279,6 +279,17 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), CliError> {
     let store = BlobStore::from_url(&config.store_url)?;
+    run_with_store(client, config, store, shutdown).await
+}
+
+/// [`run`] with a store opened by the caller (credentials from somewhere other than the
+/// process environment, an in-memory store…); `config.store_url` is not used.
+pub async fn run_with_store(
+    client: Client,
+    config: OperatorConfig,
+    store: BlobStore,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), CliError> {
     let metrics = Arc::new(Metrics::default());
     let metrics_task = config
         .metrics_addr
