@@ -18,6 +18,7 @@ pub mod function_route;
 pub mod generate;
 pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod site;
 
 pub use deploy::{Deploy, DeployContext, DeployPhase, DeploySpec, DeployStatus};

@@ -18,7 +18,7 @@ pub mod desired;
 pub mod fetch;
 pub mod leader;
 pub mod metrics;
-pub mod names;
+pub use kpages_crds::names;
 pub mod plan;
 pub mod route_controller;
 pub mod site_controller;

@@ -1,9 +1,9 @@
-//! Names and labels of the objects the operator creates, so that the operator, the router and
+//! Names and labels of the objects the operator creates, shared here so that the operator, the router and
 //! `kubectl` users agree on how to find a deploy's pods, routes and jobs.
 
 use std::collections::BTreeMap;
 
-use kpages_crds::Digest;
+use crate::Digest;
 
 /// Field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "kpages-operator";
