@@ -20,7 +20,7 @@ use kpages_router::app::{App, Config};
 use kpages_router::geo::GeoLookup;
 use kpages_router::node_host::{self, NodeHost};
 use kpages_router::resolve::CompiledDeploy;
-use kpages_router::table::{Deploy, FunctionUpstream, RouteTable, Routes, Site};
+use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_router::{scheduler, server};
 use kpages_store::BlobStore;
 
@@ -298,12 +298,12 @@ fn table(site: &str, running: &Running, generation: u64) -> RouteTable {
     }
     RouteTable::single(Site {
         name: site.to_string(),
-        deploy: Arc::new(Deploy {
-            id: format!("dev-{generation}"),
-            routes,
-            functions: FunctionUpstream::new(running.host.iter().map(|h| h.addr).collect()),
-            production: true,
-        }),
+        deploy: Arc::new(Deploy::new(
+            format!("dev-{generation}"),
+            Arc::new(routes),
+            running.host.iter().map(|h| h.addr).collect(),
+            true,
+        )),
     })
 }
 

@@ -62,6 +62,9 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Secret that signs `nf_jwt` tokens, for `Role` conditions; none: no roles.
     pub jwt_secret: Option<Vec<u8>>,
+    /// How long a function call waits for a deploy scaled to zero to get a ready pod before
+    /// the router answers 503 with `Retry-After` (cluster mode; `kpages dev` never waits).
+    pub cold_start_timeout: Duration,
 }
 
 impl Default for Config {
@@ -81,6 +84,7 @@ impl Default for Config {
             max_cached_file: 8 * 1024 * 1024,
             queue: QueueConfig::default(),
             jwt_secret: None,
+            cold_start_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -416,10 +420,10 @@ impl App {
         ctx: CallContext<'_>,
         req: Request<Body>,
     ) -> Result<Response<Body>, RouteError> {
-        let addr = ctx
-            .deploy
-            .functions
-            .pick()
+        let addr = self
+            .routes
+            .endpoint(&ctx.deploy.id, self.config.cold_start_timeout)
+            .await
             .ok_or_else(|| ProxyError::NoUpstream {
                 deploy: ctx.deploy.id.clone(),
             })?;
@@ -642,7 +646,13 @@ fn error_response(err: &RouteError, request_id: &str) -> Response<Body> {
     if status.is_server_error() {
         tracing::warn!(error = %err, status = status.as_u16(), "request failed");
     }
-    json_status(status, &err.to_string(), request_id)
+    let mut resp = json_status(status, &err.to_string(), request_id);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        // No pod came up in time, or the queue cannot take the job: worth retrying soon.
+        resp.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    }
+    resp
 }
 
 fn json_status(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
@@ -686,9 +696,10 @@ impl FunctionRunner {
             .routes
             .function(&job.function)
             .ok_or_else(|| format!("function {:?} is not in deploy {}", job.function, deploy.id))?;
-        let addr = deploy
-            .functions
-            .pick()
+        let addr = self
+            .routes
+            .endpoint(&deploy.id, self.config.cold_start_timeout)
+            .await
             .ok_or_else(|| format!("no function host is ready for deploy {}", deploy.id))?;
         let (_, _, timeout) = limits_for(&self.config, &deploy, function);
         let mut headers = job.headers.clone();

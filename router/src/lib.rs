@@ -8,6 +8,7 @@
 pub mod app;
 pub mod body;
 pub mod client;
+pub mod cluster;
 pub mod cron;
 pub mod geo;
 pub mod metrics;

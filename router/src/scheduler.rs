@@ -117,7 +117,7 @@ mod tests {
     use super::*;
     use crate::queue::{BoxFuture, Job};
     use crate::resolve::CompiledDeploy;
-    use crate::table::{Deploy, FunctionUpstream, RouteTable, Site};
+    use crate::table::{Deploy, RouteTable, Site};
     use kpages_crds::manifest::{Dialect, Function};
     use kpages_crds::{Digest, Manifest};
     use tokio::sync::mpsc;
@@ -158,12 +158,12 @@ mod tests {
         });
         let routes = Arc::new(Routes::new(RouteTable::single(Site {
             name: "s".into(),
-            deploy: Arc::new(Deploy {
-                id: "d".into(),
-                routes: CompiledDeploy::compile(Arc::new(m)),
-                functions: FunctionUpstream::default(),
-                production: true,
-            }),
+            deploy: Arc::new(Deploy::new(
+                "d",
+                Arc::new(CompiledDeploy::compile(Arc::new(m))),
+                Vec::new(),
+                true,
+            )),
         })));
         let (tx, mut rx) = mpsc::unbounded_channel();
         let runner = Arc::new(Record(tx, clock.clone()));

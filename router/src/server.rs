@@ -156,6 +156,34 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Body> {
             app.metrics.encode(),
         ),
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
+        (&Method::GET, "/readyz") if app.routes.is_ready() => {
+            reply(StatusCode::OK, "text/plain", "ready\n".into())
+        }
+        (&Method::GET, "/readyz") => reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "the routing table has not been built yet\n".into(),
+        ),
+        // The operator's CronJobs: `/.kpages/schedule/<namespace>/<site>/<function>`.
+        (&Method::POST, p) if p.starts_with("/.kpages/schedule/") => {
+            let json =
+                |status, v: serde_json::Value| reply(status, "application/json", v.to_string());
+            let rest = &p["/.kpages/schedule/".len()..];
+            match rest.splitn(3, '/').collect::<Vec<_>>()[..] {
+                [ns, site, name] if !ns.is_empty() && !site.is_empty() && !name.is_empty() => {
+                    match run_now(app, Some(&format!("{ns}/{site}")), name).await {
+                        Ok(()) => json(StatusCode::OK, serde_json::json!({"ok": true})),
+                        Err((status, e)) => {
+                            json(status, serde_json::json!({"ok": false, "error": e}))
+                        }
+                    }
+                }
+                _ => json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"ok": false, "error": "expected /.kpages/schedule/<namespace>/<site>/<function>"}),
+                ),
+            }
+        }
         (&Method::POST, p) if p.starts_with("/functions/") && p.ends_with("/run") => {
             let name = &p["/functions/".len()..p.len() - "/run".len()];
             let site = req

@@ -15,7 +15,8 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
@@ -46,6 +47,11 @@ impl FunctionUpstream {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
         Some(self.endpoints[i])
     }
+
+    /// The ready endpoints.
+    pub fn endpoints(&self) -> &[SocketAddr] {
+        &self.endpoints
+    }
 }
 
 /// A deploy ready to serve.
@@ -53,12 +59,41 @@ impl FunctionUpstream {
 pub struct Deploy {
     /// The deploy's id (its manifest digest, or a name in `kpages dev`).
     pub id: String,
-    /// The compiled manifest.
-    pub routes: CompiledDeploy,
+    /// The compiled manifest (shared by every snapshot that serves this manifest).
+    pub routes: Arc<CompiledDeploy>,
     /// Its function host.
     pub functions: FunctionUpstream,
     /// Whether this is the site's production deploy (scheduled functions run only there).
     pub production: bool,
+    /// Unix seconds of the last function call; carried from snapshot to snapshot so that the
+    /// cluster source can tell the operator which deploys are in use (scale to zero).
+    pub last_call: Arc<AtomicI64>,
+}
+
+impl Deploy {
+    /// A deploy with these function endpoints.
+    pub fn new(
+        id: impl Into<String>,
+        routes: Arc<CompiledDeploy>,
+        endpoints: Vec<SocketAddr>,
+        production: bool,
+    ) -> Self {
+        Self {
+            id: id.into(),
+            routes,
+            functions: FunctionUpstream::new(endpoints),
+            production,
+            last_call: Arc::default(),
+        }
+    }
+
+    /// Records a function call now.
+    pub fn touch(&self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.last_call.store(now, Ordering::Relaxed);
+    }
 }
 
 /// A site and its active deploy.
@@ -74,6 +109,8 @@ pub struct Site {
 #[derive(Debug, Default)]
 pub struct RouteTable {
     hosts: HashMap<String, Arc<Site>>,
+    /// `*.example.com` domains, keyed by `example.com`: any single label in front matches.
+    wildcards: HashMap<String, Arc<Site>>,
     default_site: Option<Arc<Site>>,
     deploys: HashMap<String, Arc<Deploy>>,
 }
@@ -89,20 +126,46 @@ impl RouteTable {
         t
     }
 
-    /// Adds a site answering `hosts` (lower-cased).
+    /// Adds a site answering `hosts` (lower-cased; `*.example.com` answers every host one
+    /// label below `example.com`, after exact hosts).
     pub fn insert(&mut self, hosts: &[String], site: Site) {
         let site = Arc::new(site);
         self.deploys
             .insert(site.deploy.id.clone(), site.deploy.clone());
         for h in hosts {
-            self.hosts.insert(h.to_ascii_lowercase(), site.clone());
+            let h = h.to_ascii_lowercase();
+            match h.strip_prefix("*.") {
+                Some(parent) => self.wildcards.insert(parent.to_string(), site.clone()),
+                None => self.hosts.insert(h, site.clone()),
+            };
         }
+    }
+
+    /// Adds a deploy that no host serves (background jobs of a deploy that just left).
+    pub fn insert_deploy(&mut self, deploy: Arc<Deploy>) {
+        self.deploys.entry(deploy.id.clone()).or_insert(deploy);
     }
 
     /// The site for a `Host` header value (port and trailing dot ignored).
     pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
         let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
-        self.hosts.get(&name).or(self.default_site.as_ref())
+        self.hosts
+            .get(&name)
+            .or_else(|| {
+                let (_, parent) = name.split_once('.')?;
+                self.wildcards.get(parent)
+            })
+            .or(self.default_site.as_ref())
+    }
+
+    /// A site by name (`<namespace>/<site>` in cluster mode).
+    pub fn site_named(&self, name: &str) -> Option<Arc<Site>> {
+        self.sites().into_iter().find(|s| s.name == name)
+    }
+
+    /// Every deploy, each once.
+    pub fn deploys(&self) -> impl Iterator<Item = &Arc<Deploy>> {
+        self.deploys.values()
     }
 
     /// A deploy by id, whether or not it is still active.
@@ -116,6 +179,7 @@ impl RouteTable {
         self.default_site
             .iter()
             .chain(self.hosts.values())
+            .chain(self.wildcards.values())
             .filter(|s| seen.insert(Arc::as_ptr(s)))
             .cloned()
             .collect()
@@ -137,14 +201,70 @@ fn strip_port(host: &str) -> &str {
 pub struct Routes {
     current: ArcSwap<RouteTable>,
     changed: watch::Sender<u64>,
+    ready: AtomicBool,
+    waker: std::sync::OnceLock<Arc<dyn Waker>>,
+}
+
+/// Asks for pods of a deploy that has none (scale from zero). Called on the request path:
+/// implementations return at once and do their work in the background.
+pub trait Waker: Send + Sync + std::fmt::Debug {
+    /// The deploy `id` has a call waiting and no ready endpoint.
+    fn wake(&self, id: &str);
 }
 
 impl Routes {
-    /// Starts with `table`.
+    /// Starts with `table`, ready to serve.
     pub fn new(table: RouteTable) -> Self {
+        let routes = Self::pending();
+        routes.current.store(Arc::new(table));
+        routes.ready.store(true, Ordering::Relaxed);
+        routes
+    }
+
+    /// Starts empty and not ready until the first [`swap`](Self::swap) (cluster mode: until the
+    /// watches have listed everything once).
+    pub fn pending() -> Self {
         Self {
-            current: ArcSwap::from_pointee(table),
+            current: ArcSwap::from_pointee(RouteTable::default()),
             changed: watch::channel(0).0,
+            ready: AtomicBool::new(false),
+            waker: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Whether a complete table has been installed (`/readyz`).
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Relaxed)
+    }
+
+    /// Installs the scale-from-zero hook (once).
+    pub fn set_waker(&self, waker: Arc<dyn Waker>) {
+        let _ = self.waker.set(waker);
+    }
+
+    /// An endpoint of deploy `id`. When it has none and a [`Waker`] is installed, wakes the
+    /// deploy and waits up to `limit` for a snapshot in which it has one.
+    pub async fn endpoint(&self, id: &str, limit: Duration) -> Option<SocketAddr> {
+        let mut changes = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut woken = false;
+        loop {
+            let table = self.load();
+            let deploy = table.deploy(id)?;
+            deploy.touch();
+            if let Some(addr) = deploy.functions.pick() {
+                return Some(addr);
+            }
+            let waker = self.waker.get()?;
+            if !woken {
+                waker.wake(id);
+                woken = true;
+            }
+            drop(table);
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return None,
+            }
         }
     }
 
@@ -156,6 +276,7 @@ impl Routes {
     /// Replaces the snapshot; in-flight requests finish on the old one.
     pub fn swap(&self, table: RouteTable) {
         self.current.store(Arc::new(table));
+        self.ready.store(true, Ordering::Relaxed);
         self.changed.send_modify(|v| *v += 1);
     }
 
@@ -173,12 +294,12 @@ mod tests {
     fn site(name: &str) -> Site {
         Site {
             name: name.into(),
-            deploy: Arc::new(Deploy {
-                id: format!("{name}-1"),
-                routes: CompiledDeploy::compile(Arc::new(Manifest::new())),
-                functions: FunctionUpstream::default(),
-                production: true,
-            }),
+            deploy: Arc::new(Deploy::new(
+                format!("{name}-1"),
+                Arc::new(CompiledDeploy::compile(Arc::new(Manifest::new()))),
+                Vec::new(),
+                true,
+            )),
         }
     }
 
@@ -224,5 +345,67 @@ mod tests {
         assert!(rx.has_changed().unwrap());
         rx.mark_unchanged();
         assert_eq!(routes.load().sites()[0].name, "x");
+    }
+
+    #[derive(Debug, Default)]
+    struct Recorder(std::sync::Mutex<Vec<String>>);
+    impl Waker for Recorder {
+        fn wake(&self, id: &str) {
+            self.0.lock().unwrap().push(id.to_string());
+        }
+    }
+
+    fn with_endpoints(eps: Vec<SocketAddr>) -> RouteTable {
+        RouteTable::single(Site {
+            name: "x".into(),
+            deploy: Arc::new(Deploy::new(
+                "x-1",
+                Arc::new(CompiledDeploy::compile(Arc::new(Manifest::new()))),
+                eps,
+                true,
+            )),
+        })
+    }
+
+    #[tokio::test]
+    async fn a_call_to_a_deploy_without_pods_wakes_it_and_waits_for_an_endpoint() {
+        let routes = Arc::new(Routes::new(with_endpoints(vec![])));
+        // Without a waker (kpages dev) there is nothing to wait for.
+        assert_eq!(routes.endpoint("x-1", Duration::from_secs(5)).await, None);
+        let waker = Arc::new(Recorder::default());
+        routes.set_waker(waker.clone());
+        let addr: SocketAddr = "10.0.0.1:9000".parse().unwrap();
+        let r = routes.clone();
+        let waiting = tokio::spawn(async move { r.endpoint("x-1", Duration::from_secs(30)).await });
+        while waker.0.lock().unwrap().is_empty() {
+            tokio::task::yield_now().await;
+        }
+        routes.swap(with_endpoints(vec![]));
+        routes.swap(with_endpoints(vec![addr]));
+        assert_eq!(waiting.await.unwrap(), Some(addr));
+        assert_eq!(
+            *waker.0.lock().unwrap(),
+            vec!["x-1".to_string()],
+            "woken once"
+        );
+        assert!(
+            routes
+                .load()
+                .deploy("x-1")
+                .unwrap()
+                .last_call
+                .load(Ordering::Relaxed)
+                > 0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cold_start_gives_up_after_its_limit() {
+        let routes = Routes::new(with_endpoints(vec![]));
+        routes.set_waker(Arc::new(Recorder::default()));
+        assert_eq!(routes.endpoint("x-1", Duration::from_secs(3)).await, None);
+        assert_eq!(routes.endpoint("gone", Duration::from_secs(3)).await, None);
+        assert!(Routes::pending().load().sites().is_empty());
+        assert!(!Routes::pending().is_ready() && routes.is_ready());
     }
 }

@@ -1,5 +1,6 @@
-//! `kpages-router`: serves one deploy from object storage with its function host, until the
-//! cluster source (Site/Deploy/EndpointSlice watches) lands. Flags in, tasks out.
+//! `kpages-router`: in a cluster (the default), serves every Site from Site/Deploy/EndpointSlice
+//! watches; with `--manifest`, serves that one deploy with the given function hosts. Flags in,
+//! tasks out.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,37 +9,62 @@ use std::sync::Arc;
 
 use clap::Parser;
 use kpages_router::app::{App, Config};
+use kpages_router::cluster::{self, ClusterConfig};
 use kpages_router::geo::GeoLookup;
 use kpages_router::resolve::CompiledDeploy;
-use kpages_router::table::{Deploy, FunctionUpstream, RouteTable, Routes, Site};
+use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_router::{scheduler, server};
+use std::time::Duration;
 
 /// The kpages router: static files, rules and functions of a deploy.
 #[derive(Parser)]
 #[command(name = "kpages-router", version, about)]
 struct Args {
     /// Public listener (HTTP/1.1 and h2c).
-    #[arg(long, env = "KPAGES_LISTEN", default_value = "0.0.0.0:8080")]
+    #[arg(long, env = "KPAGES_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Admin listener: /metrics, /healthz, POST /functions/<name>/run.
-    #[arg(long, env = "KPAGES_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
+    /// Admin listener: /metrics, /healthz, /readyz, POST /functions/<name>/run,
+    /// POST /.kpages/schedule/<namespace>/<site>/<function>.
+    #[arg(long, env = "KPAGES_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
     /// Object store URL: file:///dir, s3://bucket/prefix?endpoint=…, memory://.
-    #[arg(long, env = "KPAGES_STORE")]
+    #[arg(long, env = "KPAGES_STORE_URL")]
     store: String,
-    /// The deploy to serve: its manifest digest.
+    /// Serve this one deploy (its manifest digest) instead of watching the cluster.
     #[arg(long, env = "KPAGES_MANIFEST")]
-    manifest: kpages_crds::Digest,
-    /// Site name (metrics and logs).
+    manifest: Option<kpages_crds::Digest>,
+    /// Site name (metrics and logs) with --manifest.
     #[arg(long, env = "KPAGES_SITE", default_value = "default")]
     site: String,
-    /// Function host endpoints (repeat for several).
+    /// Function host endpoints with --manifest (repeat for several).
     #[arg(
         long = "function-host",
         env = "KPAGES_FUNCTION_HOSTS",
         value_delimiter = ','
     )]
     function_hosts: Vec<SocketAddr>,
+    /// Cluster mode: the namespace to watch; empty watches every namespace.
+    #[arg(
+        long = "namespace",
+        env = "KPAGES_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    namespaces: Vec<String>,
+    /// Cluster mode: domain of preview hosts (`<deploy>--<site>.<namespace>.<domain>`), as the
+    /// operator's.
+    #[arg(
+        long,
+        env = "KPAGES_PREVIEW_DOMAIN",
+        default_value = "preview.kpages.localhost"
+    )]
+    preview_domain: String,
+    /// Cluster mode: seconds a call waits for a deploy scaled to zero to get a ready pod
+    /// before the answer is 503 with Retry-After.
+    #[arg(long, env = "KPAGES_COLD_START_TIMEOUT_SECONDS", default_value_t = 60)]
+    cold_start_timeout_seconds: u64,
+    /// Cluster mode: seconds between notes of recent calls on Deploys (keeps them warm).
+    #[arg(long, env = "KPAGES_ACTIVITY_INTERVAL_SECONDS", default_value_t = 30)]
+    activity_interval_seconds: u64,
     /// Peers whose X-Forwarded-* headers are believed (CIDRs, repeatable).
     #[arg(long = "trusted-proxy", value_delimiter = ',')]
     trusted_proxies: Vec<ipnet::IpNet>,
@@ -158,20 +184,43 @@ fn otel_layer(
 
 async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let store = kpages_store::BlobStore::from_url(&args.store)?;
-    let manifest = store.get_manifest(&args.manifest).await?;
-    let routes = CompiledDeploy::compile(Arc::new(manifest));
-    for w in &routes.warnings {
-        tracing::warn!(warning = %w, "manifest");
-    }
-    let table = RouteTable::single(Site {
-        name: args.site,
-        deploy: Arc::new(Deploy {
-            id: args.manifest.to_string(),
-            routes,
-            functions: FunctionUpstream::new(args.function_hosts),
-            production: true,
-        }),
-    });
+    let cluster = match args.manifest {
+        Some(digest) => {
+            let manifest = store.get_manifest(&digest).await?;
+            let routes = CompiledDeploy::compile(Arc::new(manifest));
+            for w in &routes.warnings {
+                tracing::warn!(warning = %w, "manifest");
+            }
+            let table = RouteTable::single(Site {
+                name: args.site.clone(),
+                deploy: Arc::new(Deploy::new(
+                    digest.to_string(),
+                    Arc::new(routes),
+                    args.function_hosts.clone(),
+                    true,
+                )),
+            });
+            Source::Single(table)
+        }
+        None => {
+            let namespaces: Vec<&String> =
+                args.namespaces.iter().filter(|n| !n.is_empty()).collect();
+            if namespaces.len() > 1 {
+                return Err(format!(
+                    "the router watches one namespace or all of them, not {} ({}); leave --namespace empty to watch all",
+                    namespaces.len(),
+                    args.namespaces.join(",")
+                )
+                .into());
+            }
+            Source::Cluster(ClusterConfig {
+                namespace: namespaces.first().map(|n| (*n).clone()),
+                preview_domain: args.preview_domain.clone(),
+                activity_interval: Duration::from_secs(args.activity_interval_seconds.max(1)),
+                ..ClusterConfig::default()
+            })
+        }
+    };
     let geo = match &args.geo_db {
         Some(p) => GeoLookup::maxmind(p)?,
         None => GeoLookup::Off,
@@ -179,10 +228,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let config = Config {
         trusted_proxies: args.trusted_proxies,
         jwt_secret: args.jwt_secret.map(String::into_bytes),
+        cold_start_timeout: Duration::from_secs(args.cold_start_timeout_seconds),
         ..Config::default()
     };
-    let routes = Arc::new(Routes::new(table));
-    let app = App::new(config, routes.clone(), store, geo);
+    let (routes, cluster) = match cluster {
+        Source::Single(table) => (Arc::new(Routes::new(table)), None),
+        Source::Cluster(c) => (Arc::new(Routes::pending()), Some(c)),
+    };
+    let app = App::new(config, routes.clone(), store.clone(), geo);
     let listener = server::bind(args.listen).await?;
     let admin = server::bind(args.admin_listen).await?;
     tracing::info!(listen = %args.listen, admin = %args.admin_listen, "serving");
@@ -190,12 +243,30 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let sched = tokio::spawn(scheduler::run(
-        routes,
-        app.runner(),
-        scheduler::system_clock(),
-        stopped(stop_rx.clone()),
-    ));
+    let watching = cluster.is_some();
+    let sched = match cluster {
+        // One deploy: the in-process scheduler runs its scheduled functions.
+        None => tokio::spawn(scheduler::run(
+            routes,
+            app.runner(),
+            scheduler::system_clock(),
+            stopped(stop_rx.clone()),
+        )),
+        // Cluster: the operator's CronJobs trigger scheduled runs (once per schedule, however
+        // many routers run); the watches feed the table.
+        Some(config) => {
+            let client = kube::Client::try_default().await?;
+            tracing::info!(
+                namespace = config.namespace.as_deref().unwrap_or("(all)"),
+                "cluster mode: watching Sites, Deploys and EndpointSlices"
+            );
+            tokio::spawn(async move {
+                if let Err(e) = cluster::run(client, store, routes, config).await {
+                    tracing::error!(error = %e, "cluster source stopped");
+                }
+            })
+        }
+    };
     let admin_task = tokio::spawn(server::serve_admin(
         admin,
         app.clone(),
@@ -208,8 +279,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     });
     server::serve(listener, app, stopped(stop_rx)).await?;
     let _ = admin_task.await;
-    let _ = sched.await;
+    if watching {
+        sched.abort();
+    } else {
+        let _ = sched.await;
+    }
     Ok(())
+}
+
+/// Where the routing table comes from.
+enum Source {
+    /// One deploy, given by flags.
+    Single(RouteTable),
+    /// Site/Deploy/EndpointSlice watches.
+    Cluster(ClusterConfig),
 }
 
 async fn shutdown_signal() {

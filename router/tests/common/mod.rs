@@ -21,7 +21,7 @@ use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSynta
 use kpages_router::app::{App, Config};
 use kpages_router::geo::GeoLookup;
 use kpages_router::resolve::CompiledDeploy;
-use kpages_router::table::{Deploy, FunctionUpstream, RouteTable, Routes, Site};
+use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_store::BlobStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -213,12 +213,12 @@ pub struct Router {
 pub fn table(site: &SiteBuilder, upstream: Vec<SocketAddr>, id: &str) -> RouteTable {
     RouteTable::single(Site {
         name: "test-site".into(),
-        deploy: Arc::new(Deploy {
-            id: id.into(),
-            routes: CompiledDeploy::compile(Arc::new(site.manifest.clone())),
-            functions: FunctionUpstream::new(upstream),
-            production: true,
-        }),
+        deploy: Arc::new(Deploy::new(
+            id,
+            Arc::new(CompiledDeploy::compile(Arc::new(site.manifest.clone()))),
+            upstream,
+            true,
+        )),
     })
 }
 

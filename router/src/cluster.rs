@@ -1,0 +1,775 @@
+//! Cluster mode: the routing table built from Site, Deploy and EndpointSlice watches.
+//!
+//! ```text
+//!  watch Sites ─────────┐
+//!  watch Deploys ───────┼─► reflector stores ─ change ─► rebuild task (debounced, off the hot path)
+//!  watch EndpointSlices ┘                                  │ new manifests: fetch + verify + compile
+//!                                                          ▼ (cached by digest)
+//!                                               build_table() ─► Routes::swap (atomic)
+//!  request for a deploy with no ready pod ─► Waker ─► annotate Deploy `kpages.dev/last-call`
+//!                                             (the operator scales it up; the request waits)
+//!  every activity interval ─► annotate Deploys called since the last note (keeps them warm)
+//! ```
+//!
+//! Hosts: each Site domain (exact, or `*.example.com` for one label below), the site's own host
+//! `<site>.<namespace>.<preview-domain>`, and per deploy `<deploy>--<site>.<namespace>.<preview-domain>`
+//! — the same names the operator publishes. The site's active deploy is the one its status
+//! names (the operator decides; the router follows). Function traffic goes straight to the ready
+//! endpoints of the deploy's EndpointSlices (no kube-proxy hop), round-robin.
+//!
+//! Failure behaviour: while the API server is unreachable the watches retry with backoff and
+//! the last good table keeps serving; a malformed object is logged and skipped (the watch goes
+//! on); a manifest that cannot be fetched leaves that deploy out (or at its previous compile)
+//! and is retried on the next rebuild.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kpages_crds::names::{DEPLOY_LABEL, HOST_PORT_NAME, label_value};
+use kpages_crds::{Deploy as DeployObject, DeployContext, Digest, Site as SiteObject};
+use kpages_store::BlobStore;
+use kube::api::{Patch, PatchParams};
+use kube::core::DeserializeGuard;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use tokio::sync::Notify;
+
+use crate::resolve::CompiledDeploy;
+use crate::table::{Deploy, RouteTable, Routes, Site, Waker};
+
+/// Annotation on a Deploy: unix seconds of the last function call a router saw (or wanted to
+/// make) for it. The operator keeps a deploy's pods while this is recent and scales it from
+/// zero when it changes.
+pub const LAST_CALL_ANNOTATION: &str = "kpages.dev/last-call";
+
+/// Settings of the cluster source.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// Namespace to watch; `None` watches all.
+    pub namespace: Option<String>,
+    /// Domain of preview hosts, as the operator's `--preview-domain`.
+    pub preview_domain: String,
+    /// How often deploys that served calls are noted on their Deploy (keeps them warm).
+    pub activity_interval: Duration,
+    /// Limit on fetching one manifest.
+    pub manifest_timeout: Duration,
+    /// Quiet time after a change before the table is rebuilt (coalesces bursts).
+    pub debounce: Duration,
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        Self {
+            namespace: None,
+            preview_domain: "preview.kpages.localhost".into(),
+            activity_interval: Duration::from_secs(30),
+            manifest_timeout: Duration::from_secs(20),
+            debounce: Duration::from_millis(50),
+        }
+    }
+}
+
+/// Why cluster mode could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// No kubeconfig and not in a pod.
+    #[error("cannot reach Kubernetes (set KUBECONFIG or run in a pod): {0}")]
+    Client(#[from] kube::Error),
+}
+
+/// The valid objects a table is built from, with the compiled manifests at hand.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Sites.
+    pub sites: Vec<Arc<SiteObject>>,
+    /// Deploys.
+    pub deploys: Vec<Arc<DeployObject>>,
+    /// EndpointSlices of function Services.
+    pub slices: Vec<Arc<EndpointSlice>>,
+}
+
+/// Builds the routing table from watched objects: pure, so that tests need no cluster.
+///
+/// `compiled` yields a deploy's compiled manifest (`None` while unknown: the deploy is left
+/// out); `last_call` carries each deploy's activity cell over from the previous table.
+pub fn build_table(
+    snapshot: &Snapshot,
+    compiled: &dyn Fn(&Digest) -> Option<Arc<CompiledDeploy>>,
+    last_call: &dyn Fn(&str) -> Arc<std::sync::atomic::AtomicI64>,
+    preview_domain: &str,
+) -> RouteTable {
+    let endpoints = endpoints_by_deploy(&snapshot.slices);
+    let mut table = RouteTable::default();
+    let mut by_site: HashMap<(String, String), Vec<&Arc<DeployObject>>> = HashMap::new();
+    for d in &snapshot.deploys {
+        let ns = d.namespace().unwrap_or_default();
+        by_site
+            .entry((ns, d.spec.site.clone()))
+            .or_default()
+            .push(d);
+    }
+    let mut deploys: HashMap<String, Arc<Deploy>> = HashMap::new();
+    for d in &snapshot.deploys {
+        let ns = d.namespace().unwrap_or_default();
+        let name = d.name_any();
+        let Some(routes) = compiled(&d.spec.manifest) else {
+            continue;
+        };
+        let id = deploy_id(&ns, &name);
+        let eps = endpoints
+            .get(&(ns.clone(), label_value(&name)))
+            .cloned()
+            .unwrap_or_default();
+        let mut deploy = Deploy::new(
+            id.clone(),
+            routes,
+            eps,
+            d.spec.context == DeployContext::Production,
+        );
+        deploy.last_call = last_call(&id);
+        deploys.insert(id, Arc::new(deploy));
+    }
+    for site in &snapshot.sites {
+        let ns = site.namespace().unwrap_or_default();
+        let name = site.name_any();
+        let site_key = format!("{ns}/{name}");
+        let siblings = by_site
+            .remove(&(ns.clone(), name.clone()))
+            .unwrap_or_default();
+        // Every deploy of the site answers on its preview host.
+        for d in &siblings {
+            let id = deploy_id(&ns, &d.name_any());
+            if let Some(deploy) = deploys.get(&id) {
+                let host = format!("{}--{name}.{ns}.{preview_domain}", d.name_any());
+                table.insert(
+                    &[host],
+                    Site {
+                        name: site_key.clone(),
+                        deploy: deploy.clone(),
+                    },
+                );
+            }
+        }
+        let active = site
+            .status
+            .as_ref()
+            .and_then(|s| s.active_deploy.as_deref())
+            .and_then(|a| deploys.get(&deploy_id(&ns, a)));
+        if let Some(deploy) = active {
+            let mut hosts: Vec<String> = site.spec.domains.clone();
+            hosts.push(format!("{name}.{ns}.{preview_domain}"));
+            table.insert(
+                &hosts,
+                Site {
+                    name: site_key,
+                    deploy: deploy.clone(),
+                },
+            );
+        }
+    }
+    // Deploys whose site is gone still finish their queued background jobs.
+    for deploy in deploys.into_values() {
+        table.insert_deploy(deploy);
+    }
+    table
+}
+
+/// A deploy's id in the table and in queued jobs: `<namespace>/<name>`.
+pub fn deploy_id(namespace: &str, name: &str) -> String {
+    format!("{namespace}/{name}")
+}
+
+/// Ready endpoints of each deploy's function Service, keyed by (namespace, deploy label value),
+/// sorted and without duplicates so that equal inputs give equal tables.
+fn endpoints_by_deploy(
+    slices: &[Arc<EndpointSlice>],
+) -> HashMap<(String, String), Vec<SocketAddr>> {
+    let mut out: HashMap<(String, String), Vec<SocketAddr>> = HashMap::new();
+    for slice in slices {
+        let Some(deploy) = slice.labels().get(DEPLOY_LABEL) else {
+            continue;
+        };
+        let port = slice
+            .ports
+            .iter()
+            .flatten()
+            .find(|p| p.name.as_deref() == Some(HOST_PORT_NAME))
+            .and_then(|p| p.port)
+            .and_then(|p| u16::try_from(p).ok());
+        let Some(port) = port else { continue };
+        let entry = out
+            .entry((slice.namespace().unwrap_or_default(), deploy.clone()))
+            .or_default();
+        for ep in &slice.endpoints {
+            let conditions = ep.conditions.as_ref();
+            // A nil `ready` means ready (EndpointSlice API); terminating pods are not used.
+            let ready = conditions.and_then(|c| c.ready).unwrap_or(true)
+                && !conditions.and_then(|c| c.terminating).unwrap_or(false);
+            if !ready {
+                continue;
+            }
+            for a in &ep.addresses {
+                if let Ok(ip) = a.parse::<IpAddr>() {
+                    entry.push(SocketAddr::new(ip, port));
+                }
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+        v.dedup();
+    }
+    out
+}
+
+/// Runs cluster mode: watches, rebuilds and swaps `routes` until the process ends. Installs
+/// the scale-from-zero waker on `routes`.
+pub async fn run(
+    client: Client,
+    store: BlobStore,
+    routes: Arc<Routes>,
+    config: ClusterConfig,
+) -> Result<(), ClusterError> {
+    let (sites_api, deploys_api, slices_api) = match &config.namespace {
+        Some(ns) => (
+            Api::<DeserializeGuard<SiteObject>>::namespaced(client.clone(), ns),
+            Api::<DeserializeGuard<DeployObject>>::namespaced(client.clone(), ns),
+            Api::<EndpointSlice>::namespaced(client.clone(), ns),
+        ),
+        None => (
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+            Api::all(client.clone()),
+        ),
+    };
+    let changed = Arc::new(Notify::new());
+    let synced = Arc::new(SyncCount::default());
+    let sites = reflect(sites_api, watcher::Config::default(), &changed, &synced);
+    let deploys = reflect(deploys_api, watcher::Config::default(), &changed, &synced);
+    let slices = reflect(
+        slices_api,
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=kpages"),
+        &changed,
+        &synced,
+    );
+
+    let waker = Arc::new(DeployWaker::new(client.clone()));
+    routes.set_waker(waker.clone());
+    tokio::spawn(note_activity(
+        routes.clone(),
+        waker.clone(),
+        config.activity_interval,
+    ));
+
+    let mut rebuild = Rebuild {
+        store,
+        config: config.clone(),
+        compiled: HashMap::new(),
+        failed: HashMap::new(),
+        cells: HashMap::new(),
+    };
+    loop {
+        changed.notified().await;
+        tokio::time::sleep(config.debounce).await;
+        // Serve nothing until every watch has listed once: a partial table would 404 sites
+        // that exist.
+        if synced.count() < 3 {
+            continue;
+        }
+        let snapshot = Snapshot {
+            sites: valid(&sites.state(), "Site"),
+            deploys: valid(&deploys.state(), "Deploy"),
+            slices: slices.state(),
+        };
+        let table = rebuild.table(&snapshot).await;
+        routes.swap(table);
+        if rebuild.has_retries() {
+            // Try failed manifests again later even if nothing changes meanwhile.
+            let changed = changed.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                changed.notify_one();
+            });
+        }
+    }
+}
+
+/// How many watches have completed their first listing.
+#[derive(Debug, Default)]
+struct SyncCount(std::sync::atomic::AtomicUsize);
+
+impl SyncCount {
+    fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts a reflector for `api` whose every event wakes the rebuild task.
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    changed: &Arc<Notify>,
+    synced: &Arc<SyncCount>,
+) -> Store<K>
+where
+    K: Resource + Clone + std::fmt::Debug + Send + Sync + serde::de::DeserializeOwned + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let (reader, writer) = reflector::store();
+    let changed = changed.clone();
+    let synced = synced.clone();
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    tokio::spawn(async move {
+        let mut first = true;
+        let events = watcher(api, config)
+            .default_backoff()
+            .reflect(writer)
+            .inspect_ok(|e| {
+                if first && matches!(e, watcher::Event::InitDone) {
+                    first = false;
+                    synced.0.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        futures::pin_mut!(events);
+        loop {
+            match events.try_next().await {
+                Ok(Some(_)) => changed.notify_one(),
+                Ok(None) => break,
+                Err(e) => {
+                    // The backoff retries; the last good table keeps serving meanwhile.
+                    tracing::warn!(kind = %kind, error = %e, "watch failed; retrying");
+                }
+            }
+        }
+    });
+    reader
+}
+
+/// The objects that parsed; the others are reported (once per resource version) and skipped.
+fn valid<K>(objects: &[Arc<DeserializeGuard<K>>], kind: &str) -> Vec<Arc<K>>
+where
+    K: Clone,
+{
+    objects
+        .iter()
+        .filter_map(|g| match &g.0 {
+            Ok(k) => Some(Arc::new(k.clone())),
+            Err(invalid) => {
+                tracing::warn!(
+                    kind,
+                    name = %invalid.metadata.name.as_deref().unwrap_or("?"),
+                    namespace = %invalid.metadata.namespace.as_deref().unwrap_or("?"),
+                    error = %invalid.error,
+                    "skipping a malformed object"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// State kept between rebuilds: compiled manifests, failed fetches, activity cells.
+struct Rebuild {
+    store: BlobStore,
+    config: ClusterConfig,
+    compiled: HashMap<Digest, Arc<CompiledDeploy>>,
+    failed: HashMap<Digest, Instant>,
+    cells: HashMap<String, Arc<std::sync::atomic::AtomicI64>>,
+}
+
+impl Rebuild {
+    async fn table(&mut self, snapshot: &Snapshot) -> RouteTable {
+        let wanted: HashSet<Digest> = snapshot.deploys.iter().map(|d| d.spec.manifest).collect();
+        self.compiled.retain(|d, _| wanted.contains(d));
+        self.failed.retain(|d, _| wanted.contains(d));
+        let missing: Vec<Digest> = wanted
+            .iter()
+            .filter(|d| !self.compiled.contains_key(d))
+            .copied()
+            .collect();
+        let fetched = futures::stream::iter(missing)
+            .map(|digest| {
+                let store = self.store.clone();
+                let limit = self.config.manifest_timeout;
+                async move {
+                    let got = tokio::time::timeout(limit, store.get_manifest(&digest)).await;
+                    (digest, got)
+                }
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        for (digest, got) in fetched {
+            match got {
+                Ok(Ok(manifest)) => {
+                    self.failed.remove(&digest);
+                    self.compiled.insert(
+                        digest,
+                        Arc::new(CompiledDeploy::compile(Arc::new(manifest))),
+                    );
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(manifest = %digest, error = %e, "cannot load a deploy's manifest; its deploy is not served yet");
+                    self.failed.insert(digest, Instant::now());
+                }
+                Err(_) => {
+                    tracing::warn!(manifest = %digest, "loading a deploy's manifest timed out; retrying");
+                    self.failed.insert(digest, Instant::now());
+                }
+            }
+        }
+        let ids: HashSet<String> = snapshot
+            .deploys
+            .iter()
+            .map(|d| deploy_id(&d.namespace().unwrap_or_default(), &d.name_any()))
+            .collect();
+        self.cells.retain(|id, _| ids.contains(id));
+        let cells = Mutex::new(std::mem::take(&mut self.cells));
+        let table = build_table(
+            snapshot,
+            &|d| self.compiled.get(d).cloned(),
+            &|id| {
+                cells
+                    .lock()
+                    .map(|mut c| c.entry(id.to_string()).or_default().clone())
+                    .unwrap_or_default()
+            },
+            &self.config.preview_domain,
+        );
+        self.cells = cells.into_inner().unwrap_or_default();
+        let (sites, deploys) = (table.sites().len(), table.deploys().count());
+        tracing::info!(sites, deploys, "routing table rebuilt");
+        table
+    }
+
+    fn has_retries(&self) -> bool {
+        !self.failed.is_empty()
+    }
+}
+
+/// Notes calls on Deploys: at once for a deploy with no ready pod (scale from zero), and every
+/// interval for deploys that served calls (so the operator keeps them warm).
+pub struct DeployWaker {
+    client: Client,
+    /// Deploy id → unix seconds last written, so each deploy is patched at most once per
+    /// interval however many calls wait.
+    noted: Mutex<BTreeMap<String, i64>>,
+}
+
+impl std::fmt::Debug for DeployWaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeployWaker").finish_non_exhaustive()
+    }
+}
+
+impl DeployWaker {
+    fn new(client: Client) -> Self {
+        Self {
+            client,
+            noted: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Patches `kpages.dev/last-call` on the Deploy `id` unless it was written within
+    /// `min_gap` seconds.
+    fn note(&self, id: &str, at: i64, min_gap: i64) {
+        {
+            let Ok(mut noted) = self.noted.lock() else {
+                return;
+            };
+            if noted.get(id).is_some_and(|&t| at - t < min_gap) {
+                return;
+            }
+            noted.insert(id.to_string(), at);
+        }
+        let Some((ns, name)) = id.split_once('/') else {
+            return;
+        };
+        let api: Api<DeployObject> = Api::namespaced(self.client.clone(), ns);
+        let (name, id) = (name.to_string(), id.to_string());
+        tokio::spawn(async move {
+            let patch = serde_json::json!({
+                "metadata": {"annotations": {LAST_CALL_ANNOTATION: at.to_string()}}
+            });
+            if let Err(e) = api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                tracing::warn!(deploy = %id, error = %e, "cannot note a call on the Deploy");
+            }
+        });
+    }
+}
+
+impl Waker for DeployWaker {
+    fn wake(&self, id: &str) {
+        tracing::info!(deploy = %id, "no ready function pod: asking for one");
+        self.note(id, unix_now(), 5);
+    }
+}
+
+/// Every `interval`, notes deploys whose functions were called since the last round.
+async fn note_activity(routes: Arc<Routes>, waker: Arc<DeployWaker>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let gap = i64::try_from(interval.as_secs()).unwrap_or(30).max(1);
+    loop {
+        ticks.tick().await;
+        let table = routes.load();
+        for deploy in table.deploys() {
+            let last = deploy.last_call.load(Ordering::Relaxed);
+            if last > 0 && unix_now() - last < gap * 2 {
+                waker.note(&deploy.id, last, gap);
+            }
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::discovery::v1::{Endpoint, EndpointConditions, EndpointPort};
+    use kpages_crds::{DeploySpec, Manifest, SiteSpec, SiteStatus};
+
+    fn site(ns: &str, name: &str, domains: &[&str], active: Option<&str>) -> Arc<SiteObject> {
+        let mut s = SiteObject::new(
+            name,
+            SiteSpec {
+                domains: domains.iter().map(|d| d.to_string()).collect(),
+                ..Default::default()
+            },
+        );
+        s.metadata.namespace = Some(ns.into());
+        s.status = Some(SiteStatus {
+            active_deploy: active.map(str::to_string),
+            ..Default::default()
+        });
+        Arc::new(s)
+    }
+
+    fn deploy(ns: &str, name: &str, site: &str, manifest: Digest, prod: bool) -> Arc<DeployObject> {
+        let mut d = DeployObject::new(
+            name,
+            DeploySpec {
+                site: site.into(),
+                manifest,
+                context: if prod {
+                    DeployContext::Production
+                } else {
+                    DeployContext::Preview
+                },
+                source: None,
+            },
+        );
+        d.metadata.namespace = Some(ns.into());
+        Arc::new(d)
+    }
+
+    fn slice(
+        ns: &str,
+        deploy: &str,
+        port: &str,
+        eps: &[(&str, Option<bool>, bool)],
+    ) -> Arc<EndpointSlice> {
+        let mut s = EndpointSlice {
+            address_type: "IPv4".into(),
+            ports: Some(vec![EndpointPort {
+                name: Some(port.into()),
+                port: Some(9000),
+                ..Default::default()
+            }]),
+            endpoints: eps
+                .iter()
+                .map(|(ip, ready, terminating)| Endpoint {
+                    addresses: vec![ip.to_string()],
+                    conditions: Some(EndpointConditions {
+                        ready: *ready,
+                        terminating: Some(*terminating),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        };
+        s.metadata.namespace = Some(ns.into());
+        s.metadata.labels = Some(BTreeMap::from([(DEPLOY_LABEL.into(), deploy.into())]));
+        Arc::new(s)
+    }
+
+    fn digest(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    fn build(snapshot: &Snapshot, known: &[Digest]) -> RouteTable {
+        let compiled = Arc::new(CompiledDeploy::compile(Arc::new(Manifest::new())));
+        build_table(
+            snapshot,
+            &|d| known.contains(d).then(|| compiled.clone()),
+            &|_| Arc::default(),
+            "preview.test",
+        )
+    }
+
+    fn served(t: &RouteTable, host: &str) -> Option<String> {
+        t.site_for_host(host).map(|s| s.deploy.id.clone())
+    }
+
+    #[test]
+    fn hosts_map_to_the_active_deploy_and_each_deploy_keeps_its_preview_host() {
+        let snap = Snapshot {
+            sites: vec![site(
+                "team",
+                "web",
+                &["example.com", "*.example.org"],
+                Some("web-2"),
+            )],
+            deploys: vec![
+                deploy("team", "web-1", "web", digest(1), true),
+                deploy("team", "web-2", "web", digest(2), true),
+                deploy("team", "web-3", "web", digest(3), false),
+            ],
+            slices: vec![],
+        };
+        let t = build(&snap, &[digest(1), digest(2), digest(3)]);
+        assert_eq!(served(&t, "example.com").as_deref(), Some("team/web-2"));
+        assert_eq!(
+            served(&t, "EXAMPLE.com:8080").as_deref(),
+            Some("team/web-2")
+        );
+        assert_eq!(
+            served(&t, "shop.example.org").as_deref(),
+            Some("team/web-2")
+        );
+        assert_eq!(
+            served(&t, "a.b.example.org"),
+            None,
+            "a wildcard covers one label"
+        );
+        assert_eq!(
+            served(&t, "web.team.preview.test").as_deref(),
+            Some("team/web-2")
+        );
+        assert_eq!(
+            served(&t, "web-1--web.team.preview.test").as_deref(),
+            Some("team/web-1")
+        );
+        assert_eq!(
+            served(&t, "web-3--web.team.preview.test").as_deref(),
+            Some("team/web-3")
+        );
+        assert_eq!(served(&t, "other.test"), None);
+        assert!(t.deploy("team/web-2").unwrap().production);
+        assert!(!t.deploy("team/web-3").unwrap().production);
+        assert_eq!(t.site_for_host("example.com").unwrap().name, "team/web");
+    }
+
+    #[test]
+    fn a_site_without_a_loaded_active_deploy_serves_no_host() {
+        let snap = Snapshot {
+            sites: vec![
+                site("a", "web", &["a.test"], Some("web-1")),
+                site("b", "web", &["b.test"], None),
+            ],
+            deploys: vec![
+                deploy("a", "web-1", "web", digest(1), true),
+                deploy("b", "web-1", "web", digest(2), true),
+            ],
+            slices: vec![],
+        };
+        // Manifest 1 could not be fetched: site a has nothing to serve yet.
+        let t = build(&snap, &[digest(2)]);
+        assert_eq!(served(&t, "a.test"), None);
+        assert_eq!(served(&t, "b.test"), None, "no active deploy yet");
+        assert_eq!(
+            served(&t, "web-1--web.b.preview.test").as_deref(),
+            Some("b/web-1")
+        );
+        assert!(t.deploy("a/web-1").is_none());
+    }
+
+    #[test]
+    fn only_ready_endpoints_of_the_named_port_and_the_right_namespace_are_used() {
+        let snap = Snapshot {
+            sites: vec![site("a", "web", &["a.test"], Some("web-1"))],
+            deploys: vec![
+                deploy("a", "web-1", "web", digest(1), true),
+                deploy("a", "web-2", "web", digest(1), true),
+            ],
+            slices: vec![
+                slice(
+                    "a",
+                    "web-1",
+                    "http",
+                    &[
+                        ("10.0.0.2", Some(true), false),
+                        ("10.0.0.1", None, false),
+                        ("10.0.0.3", Some(false), false),
+                        ("10.0.0.4", Some(true), true),
+                    ],
+                ),
+                // A second slice of the same Service, with a duplicate.
+                slice("a", "web-1", "http", &[("10.0.0.2", Some(true), false)]),
+                slice("a", "web-2", "metrics", &[("10.0.0.9", Some(true), false)]),
+                slice("other", "web-2", "http", &[("10.0.0.8", Some(true), false)]),
+            ],
+        };
+        let t = build(&snap, &[digest(1)]);
+        let eps = |id: &str| t.deploy(id).unwrap().functions.endpoints().to_vec();
+        assert_eq!(
+            eps("a/web-1"),
+            vec![
+                "10.0.0.1:9000".parse::<SocketAddr>().unwrap(),
+                "10.0.0.2:9000".parse().unwrap()
+            ]
+        );
+        assert!(
+            eps("a/web-2").is_empty(),
+            "no port named http, other namespace"
+        );
+    }
+
+    #[test]
+    fn deploys_of_deleted_sites_stay_reachable_for_queued_jobs_only() {
+        let snap = Snapshot {
+            sites: vec![],
+            deploys: vec![deploy("a", "web-1", "web", digest(1), true)],
+            slices: vec![],
+        };
+        let t = build(&snap, &[digest(1)]);
+        assert!(t.deploy("a/web-1").is_some());
+        assert!(t.sites().is_empty());
+        assert_eq!(served(&t, "web-1--web.a.preview.test"), None);
+    }
+
+    #[test]
+    fn activity_cells_are_carried_between_tables() {
+        let snap = Snapshot {
+            sites: vec![site("a", "web", &[], Some("web-1"))],
+            deploys: vec![deploy("a", "web-1", "web", digest(1), true)],
+            slices: vec![],
+        };
+        let compiled = Arc::new(CompiledDeploy::compile(Arc::new(Manifest::new())));
+        let cell: Arc<std::sync::atomic::AtomicI64> = Arc::default();
+        let t = build_table(
+            &snap,
+            &|_| Some(compiled.clone()),
+            &|_| cell.clone(),
+            "p.test",
+        );
+        t.deploy("a/web-1").unwrap().touch();
+        assert!(cell.load(Ordering::Relaxed) > 0);
+    }
+}
