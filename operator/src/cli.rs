@@ -77,6 +77,10 @@ pub struct RunArgs {
         default_value = "/opt/kpages/runtime"
     )]
     pub runtime_dir: String,
+    /// Node image for Sites that keep the default `functions.image` (a registry mirror, or a
+    /// locally built image); unset keeps the Site's.
+    #[arg(long, env = "KPAGES_NODE_IMAGE")]
+    pub node_image: Option<String>,
     /// Router admin base URL that schedule jobs POST to.
     #[arg(
         long,
@@ -243,6 +247,7 @@ impl RunArgs {
                 preview_domain: self.preview_domain.clone(),
                 url_scheme: self.url_scheme.clone(),
                 run_as_user: 1000,
+                node_image: self.node_image.clone().filter(|i| !i.is_empty()),
             },
             store_url: self.store_url.clone(),
             namespace: self.namespace.clone(),

@@ -30,7 +30,7 @@ use tracing::instrument;
 use crate::context::{Context, Error, condition, error_policy};
 use crate::desired::{DeployInputs, DesiredObjects, desired, pod_labels};
 use crate::names::{self, FIELD_MANAGER};
-use crate::plan::{DeployInfo, plan};
+use crate::plan::{DeployInfo, LAST_CALL_ANNOTATION, Scale, plan, scale};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "deploy";
@@ -193,12 +193,17 @@ async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Erro
         .and_then(|s| s.active_deploy.as_deref())
         == Some(name.as_str());
     let warm = site_plan.warm.contains(&name) || active;
-    let defaults = &site.spec.functions;
-    let replicas = if warm {
-        defaults.min_replicas.max(1).min(defaults.max_replicas)
-    } else {
-        0
-    };
+    let last_call = deploy
+        .annotations()
+        .get(LAST_CALL_ANNOTATION)
+        .and_then(|v| v.parse::<i64>().ok());
+    let created = deploy
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second());
+    let now = k8s_openapi::jiff::Timestamp::now().as_second();
+    let Scale { replicas, idle_in } = scale(&site, warm, created, last_call, now);
     let objects = desired(
         DeployInputs {
             site: &site,
@@ -220,7 +225,15 @@ async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Erro
         } else {
             Outcome::superseded()
         }
-    } else if replicas == 0 {
+    } else if replicas == 0 && warm {
+        Outcome::ready(
+            "ScaledToZero",
+            format!(
+                "no calls for {}s: no pods until the next call, which the router holds while one starts",
+                site.spec.retention.scale_to_zero_after_seconds
+            ),
+        )
+    } else if replicas == 0 || !warm {
         Outcome::superseded()
     } else {
         pods_outcome(ctx, &ns, deploy, deployment.as_ref(), replicas).await?
@@ -230,7 +243,9 @@ async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Erro
     Ok(if provisioning {
         Action::requeue(PROVISIONING_RECHECK)
     } else {
-        Action::requeue(Duration::from_secs(600))
+        // Look again when the deploy turns idle, so it scales to zero on time.
+        let recheck = Duration::from_secs(600);
+        Action::requeue(idle_in.map_or(recheck, |d| (d + Duration::from_secs(1)).min(recheck)))
     })
 }
 

@@ -65,6 +65,8 @@ pub struct Settings {
     pub url_scheme: String,
     /// User and group the containers run as (Node images' `node` user is 1000).
     pub run_as_user: i64,
+    /// Replaces the CRD's default Node image (`KPAGES_NODE_IMAGE`) for Sites that keep it.
+    pub node_image: Option<String>,
 }
 
 impl Default for Settings {
@@ -83,6 +85,7 @@ impl Default for Settings {
             preview_domain: "preview.kpages.localhost".into(),
             url_scheme: "https".into(),
             run_as_user: 1000,
+            node_image: None,
         }
     }
 }
@@ -253,6 +256,17 @@ impl Ctx<'_> {
         &self.inputs.site.spec.functions
     }
 
+    /// The Site's Node image, or the operator's replacement when the Site keeps the default.
+    fn node_image(&self, settings: &Settings) -> String {
+        let image = &self.defaults().image;
+        match &settings.node_image {
+            Some(replacement) if image == kpages_crds::limits::DEFAULT_NODE_IMAGE => {
+                replacement.clone()
+            }
+            _ => image.clone(),
+        }
+    }
+
     fn context_name(&self) -> &'static str {
         match self.inputs.deploy.spec.context {
             DeployContext::Production => "production",
@@ -403,7 +417,7 @@ impl Ctx<'_> {
         let host = format!("{BUNDLE_DIR}/runtime/src/host.mjs");
         Container {
             name: "host".into(),
-            image: Some(self.defaults().image.clone()),
+            image: Some(self.node_image(self.settings)),
             image_pull_policy: Some("IfNotPresent".into()),
             command: Some(vec!["node".into()]),
             args: Some(vec![

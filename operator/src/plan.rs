@@ -109,6 +109,53 @@ pub fn plan(site: &Site, deploys: &[DeployInfo]) -> SitePlan {
     }
 }
 
+/// Annotation the router writes on a Deploy: unix seconds of the last function call it saw or
+/// wanted to make (`kpages_router::cluster::LAST_CALL_ANNOTATION`).
+pub const LAST_CALL_ANNOTATION: &str = "kpages.dev/last-call";
+
+/// How many pods a deploy runs, and when to look again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scale {
+    /// Desired replicas.
+    pub replicas: i32,
+    /// A deploy kept up only by recent calls is idle (and scales to zero) after this long.
+    pub idle_in: Option<std::time::Duration>,
+}
+
+/// Pods for a deploy: `minReplicas` while it is warm (active, pinned or among the newest)
+/// and the site wants pods always; otherwise one pod (at least `minReplicas`) while it was
+/// created or called within `scaleToZeroAfterSeconds`, and none after — the router wakes it
+/// again on the next call.
+pub fn scale(
+    site: &Site,
+    warm: bool,
+    created: Option<i64>,
+    last_call: Option<i64>,
+    now: i64,
+) -> Scale {
+    let f = &site.spec.functions;
+    if warm && f.min_replicas > 0 {
+        return Scale {
+            replicas: f.min_replicas.min(f.max_replicas),
+            idle_in: None,
+        };
+    }
+    let idle_after = i64::from(site.spec.retention.scale_to_zero_after_seconds);
+    let last = created.into_iter().chain(last_call).max().unwrap_or(now);
+    let left = last + idle_after - now;
+    if left > 0 {
+        Scale {
+            replicas: f.min_replicas.max(1).min(f.max_replicas),
+            idle_in: Some(std::time::Duration::from_secs(left.unsigned_abs())),
+        }
+    } else {
+        Scale {
+            replicas: 0,
+            idle_in: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -125,6 +172,39 @@ mod tests {
     }
     use DeployContext::{Preview, Production};
     use DeployPhase::{Failed, Provisioning, Ready};
+
+    #[test]
+    fn scale_follows_min_replicas_creation_and_calls() {
+        let mut s = site(10, 2);
+        s.spec.retention.scale_to_zero_after_seconds = 600;
+        let now = 10_000;
+        // Always-on: minReplicas > 0 and warm.
+        s.spec.functions.min_replicas = 2;
+        assert_eq!(
+            scale(&s, true, Some(0), None, now),
+            Scale {
+                replicas: 2,
+                idle_in: None
+            }
+        );
+        // A cold (not warm) deploy with minReplicas still idles.
+        assert_eq!(scale(&s, false, Some(0), None, now).replicas, 0);
+        s.spec.functions.min_replicas = 0;
+        // New: up for the idle period after creation.
+        let fresh = scale(&s, true, Some(now - 100), None, now);
+        assert_eq!(fresh.replicas, 1);
+        assert_eq!(fresh.idle_in, Some(std::time::Duration::from_secs(500)));
+        // Idle since creation and never called: zero.
+        assert_eq!(scale(&s, true, Some(now - 601), None, now).replicas, 0);
+        // Called recently (the router's note): up again, even if not warm.
+        let woken = scale(&s, false, Some(0), Some(now - 10), now);
+        assert_eq!(woken.replicas, 1);
+        assert_eq!(woken.idle_in, Some(std::time::Duration::from_secs(590)));
+        // maxReplicas bounds everything.
+        s.spec.functions.max_replicas = 1;
+        s.spec.functions.min_replicas = 1;
+        assert_eq!(scale(&s, true, None, None, now).replicas, 1);
+    }
 
     fn site(keep_deploys: u32, keep_warm: u32) -> Site {
         let mut site = Site::new("web", Default::default());

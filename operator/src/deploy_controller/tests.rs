@@ -150,7 +150,11 @@ async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning
         f.bundle = store.put_bytes(f.name.clone().into()).await.unwrap();
     }
     store.put_manifest(&m).await.unwrap();
-    let d = deploy("v1", &m, 0);
+    let mut d = deploy("v1", &m, 0);
+    // Just created: within the idle period, so it gets a pod.
+    d.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
     let site_json = serde_json::to_value(site()).unwrap();
     let deploy_json = serde_json::to_value(&d).unwrap();
     let (client, seen) = mock(move |method, path, body| match (method, path) {

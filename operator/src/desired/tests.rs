@@ -422,3 +422,47 @@ fn an_unstored_deploy_is_refused() {
         fixtures::site(),
     );
 }
+
+#[test]
+fn the_operator_node_image_replaces_only_the_crd_default() {
+    let m = manifest();
+    let image = |site_image: &str, replacement: Option<&str>| {
+        let mut s = site();
+        s.spec.functions.image = site_image.into();
+        let d = deploy("v1", &m, 0);
+        let settings = Settings {
+            node_image: replacement.map(str::to_string),
+            ..test_settings()
+        };
+        let objects = desired(
+            DeployInputs {
+                site: &s,
+                deploy: &d,
+                manifest: &m,
+                replicas: 1,
+                active: true,
+            },
+            &settings,
+        )
+        .unwrap();
+        let spec = objects
+            .deployment
+            .unwrap()
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap();
+        spec.containers[0].image.clone().unwrap()
+    };
+    let default = kpages_crds::limits::DEFAULT_NODE_IMAGE;
+    assert_eq!(image(default, None), default);
+    assert_eq!(
+        image(default, Some("localhost/kpages/node:20")),
+        "localhost/kpages/node:20"
+    );
+    assert_eq!(
+        image("my/node:22", Some("localhost/kpages/node:20")),
+        "my/node:22"
+    );
+}
