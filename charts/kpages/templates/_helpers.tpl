@@ -96,7 +96,11 @@ kpages.dev/router: "true"
 
 {{/* The router admin Service's URL, which the operator's schedule CronJobs POST to. */}}
 {{- define "kpages.routerAdminUrl" -}}
+{{- if .Values.router.adminUrl }}
+{{- .Values.router.adminUrl }}
+{{- else }}
 {{- printf "http://%s.%s.svc:%d" (include "kpages.componentName" (dict "root" . "component" "router-admin")) .Release.Namespace (int .Values.router.adminPort) }}
+{{- end }}
 {{- end }}
 
 {{/* Environment both binaries share. */}}

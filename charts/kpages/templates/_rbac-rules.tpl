@@ -37,7 +37,9 @@
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
-- apiGroups: ["apps"]
-  resources: ["deployments/scale"]
+# Scale from zero: the router notes calls on a Deploy (annotation kpages.dev/last-call); the
+# operator turns that into pods. Spec and status stay the operator's.
+- apiGroups: ["kpages.dev"]
+  resources: ["deploys"]
   verbs: ["patch"]
 {{- end }}
