@@ -15,6 +15,7 @@
 //! connection tasks die with the runtime that spawned them.
 
 pub mod namespace;
+pub mod services;
 pub mod wait;
 
 use std::path::{Path, PathBuf};

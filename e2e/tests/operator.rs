@@ -14,6 +14,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSyntax};
 use kpages_crds::{Deploy, DeployPhase, FunctionRoute, Manifest, Site};
+use kpages_e2e::services::{BUCKET, Bridge, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP};
 use kpages_e2e::{TestNamespace, wait};
 use kpages_operator::cli::RunArgs;
 use kpages_store::BlobStore;
@@ -60,6 +61,7 @@ fn run_args(ns: &TestNamespace, store: &str, identity: &str) -> RunArgs {
         namespace: Some(ns.name().into()),
         kpages_image: "localhost/kpages/kpages:dev".into(),
         runtime_dir: "/opt/kpages/runtime".into(),
+        node_image: None,
         router_admin_url: "http://10.200.0.1:9090".into(),
         router_namespace: None,
         router_pod_labels: "app.kubernetes.io/name=kpages-router".into(),
@@ -355,219 +357,6 @@ async fn when_the_leader_dies_the_other_replica_takes_over() {
     .await;
 }
 
-/// A real MinIO on the host's 127.0.0.1 (the binary `scripts/install-deps` builds, as the store
-/// tests use): own data directory, one bucket, killed when dropped.
-struct MinIo {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-const MINIO_USER: &str = "kpagese2e";
-const MINIO_PASSWORD: &str = "kpagese2e-secret";
-const BUCKET: &str = "kpages";
-
-fn minio_binary() -> std::path::PathBuf {
-    if let Some(bin) = std::env::var_os("KPAGES_MINIO_BIN") {
-        return bin.into();
-    }
-    let cache = std::env::var_os("KPAGES_CACHE")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
-                .join(".cache/kpages")
-        });
-    let mut found: Vec<_> = std::fs::read_dir(cache.join("bin"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("minio-"))
-        })
-        .map(|p| p.join("minio"))
-        .filter(|p| p.is_file())
-        .collect();
-    found.sort();
-    found.pop().unwrap_or_else(|| {
-        panic!(
-            "MinIO is not installed: run scripts/install-deps (it builds MinIO into {}) or set KPAGES_MINIO_BIN",
-            cache.join("bin").display()
-        )
-    })
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-impl MinIo {
-    async fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        // In single-drive mode a directory in the data dir is a bucket.
-        std::fs::create_dir_all(dir.path().join("data").join(BUCKET)).unwrap();
-        let (port, console) = (free_port(), free_port());
-        let log = std::fs::File::create(dir.path().join("minio.log")).unwrap();
-        let child = std::process::Command::new(minio_binary())
-            .arg("server")
-            .arg(dir.path().join("data"))
-            .args(["--address", &format!("127.0.0.1:{port}")])
-            .args(["--console-address", &format!("127.0.0.1:{console}")])
-            .env("MINIO_ROOT_USER", MINIO_USER)
-            .env("MINIO_ROOT_PASSWORD", MINIO_PASSWORD)
-            .env("MINIO_BROWSER", "off")
-            .env("MINIO_UPDATE", "off")
-            .env("MINIO_CI_CD", "1")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .stdin(std::process::Stdio::null())
-            .spawn()
-            .expect("start minio");
-        let mut server = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        // MinIO has no readiness event to wait on: poll its local health endpoint.
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(status) = server.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(server._dir.path().join("minio.log"))
-                    .unwrap_or_default();
-                panic!("minio exited with {status}:\n{log}");
-            }
-            if server.healthy().await {
-                return server;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "minio not ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn healthy(&mut self) -> bool {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await else {
-            return false;
-        };
-        let req = "GET /minio/health/ready HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        if s.write_all(req.as_bytes()).await.is_err() {
-            return false;
-        }
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf).await;
-        buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200")
-    }
-
-    /// The store at `endpoint` (how the reader reaches this server), `prefix` in the bucket.
-    fn store_config(&self, endpoint: &str, prefix: &str) -> kpages_store::StoreConfig {
-        kpages_store::StoreConfig::S3(kpages_store::S3Config {
-            bucket: BUCKET.into(),
-            prefix: prefix.into(),
-            endpoint: Some(endpoint.into()),
-            region: "us-east-1".into(),
-            path_style: true,
-            credentials: Some(kpages_store::S3Credentials {
-                access_key_id: MINIO_USER.into(),
-                secret_access_key: MINIO_PASSWORD.into(),
-            }),
-        })
-    }
-}
-
-impl Drop for MinIo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Makes a port on the host's loopback reachable inside the testbed's network namespace at the
-/// node IP, the way the testbed bridges the apiserver: `socat` in the namespace listens on
-/// 10.200.0.1:<port> and forwards through a unix socket (the file system is shared, the network
-/// is not) to a `socat` on the host that connects to 127.0.0.1:<port>. Both die with this value.
-struct Bridge {
-    port: u16,
-    _host: tokio::process::Child,
-    _netns: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-const NODE_IP: &str = "10.200.0.1";
-
-/// Spawns `cmd` (a `socat -d -d …`) and waits for its "listening on" line; the rest of its log is
-/// drained in the background so it never blocks on a full pipe. Returns None if it exited first.
-async fn spawn_listening(mut cmd: tokio::process::Command) -> Option<tokio::process::Child> {
-    use tokio::io::AsyncBufReadExt;
-    let mut child = cmd
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start socat");
-    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let listening = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Ok(Some(line)) = lines.next_line().await {
-            let ok = line.contains("listening on");
-            seen.push(line);
-            if ok {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
-    if !listening {
-        eprintln!("socat did not listen:\n{}", seen.join("\n"));
-        return None;
-    }
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Some(child)
-}
-
-impl Bridge {
-    async fn start(ns: &TestNamespace, host_port: u16) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let sock = dir.path().join("bridge.sock");
-        let mut host = tokio::process::Command::new("socat");
-        host.args([
-            "-d",
-            "-d",
-            &format!("UNIX-LISTEN:{},fork,unlink-early", sock.display()),
-            &format!("TCP:127.0.0.1:{host_port}"),
-        ]);
-        let host = spawn_listening(host).await.expect("host-side socat");
-        // The namespace's ports are its own: start with the host port's number (free on the
-        // host, so unlikely to be taken there) and take another if it is.
-        for attempt in 0..5 {
-            let port = if attempt == 0 { host_port } else { free_port() };
-            let netns = ns.cluster.netns_command(&[
-                "socat",
-                "-d",
-                "-d",
-                &format!("TCP-LISTEN:{port},bind={NODE_IP},reuseaddr,fork"),
-                &format!("UNIX-CONNECT:{}", sock.display()),
-            ]);
-            if let Some(netns) = spawn_listening(netns).await {
-                return Self {
-                    port,
-                    _host: host,
-                    _netns: netns,
-                    _dir: dir,
-                };
-            }
-        }
-        panic!("no port on {NODE_IP} in the testbed's namespace for the MinIO bridge");
-    }
-}
-
 /// Applies a Site and a Deploy whose manifest and bundles are in a real S3 server (MinIO on the
 /// host's loopback, bridged into the testbed's namespace for the pods): the init container of
 /// the `localhost/kpages/kpages:dev` image fetches and verifies the bundles, the host container
@@ -582,7 +371,7 @@ async fn a_deploy_from_s3_runs_its_functions_in_ready_pods_that_answer_on_their_
             .unwrap()
             .expect("the kpages image with the current kpages-operator");
         let minio = MinIo::start().await;
-        let bridge = Bridge::start(&ns, minio.port).await;
+        let bridge = Bridge::start(&ns.cluster, minio.port).await;
         let prefix = format!("e2e/{}", ns.name());
         let store = minio
             .store_config(&format!("http://127.0.0.1:{}", minio.port), &prefix)

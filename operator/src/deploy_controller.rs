@@ -114,6 +114,43 @@ pub async fn reconcile(
     Ok(action)
 }
 
+/// Makes the Site an owner of the Deploy, so deleting a Site deletes its deploys (and, through
+/// theirs, everything they own), however the Deploy was created (`kpages deploy`, GitOps).
+/// Its own field manager keeps the reference apart from anything else written to the Deploy.
+/// Best effort: a failure is logged and retried on the next reconcile.
+async fn adopt(deploy: &Deploy, site: &Site, ctx: &Context) {
+    let Some(uid) = site.uid() else { return };
+    let owned = deploy.owner_references().iter().any(|o| o.uid == uid);
+    if owned {
+        return;
+    }
+    let ns = deploy.namespace().unwrap_or_default();
+    let api: Api<Deploy> = Api::namespaced(ctx.client.clone(), &ns);
+    let patch = json!({
+        "apiVersion": Deploy::api_version(&()),
+        "kind": Deploy::kind(&()),
+        "metadata": {
+            "name": deploy.name_any(),
+            "ownerReferences": [{
+                "apiVersion": Site::api_version(&()),
+                "kind": Site::kind(&()),
+                "name": site.name_any(),
+                "uid": uid,
+            }],
+        },
+    });
+    let params = PatchParams::apply(OWNER_FIELD_MANAGER).force();
+    if let Err(e) = api
+        .patch(&deploy.name_any(), &params, &Patch::Apply(&patch))
+        .await
+    {
+        tracing::warn!(error = %e, "cannot make the Site an owner of its Deploy");
+    }
+}
+
+/// Field manager of the Site owner reference on Deploys.
+const OWNER_FIELD_MANAGER: &str = "kpages-operator-owner";
+
 async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Error> {
     let ns = deploy.namespace().unwrap_or_default();
     let name = deploy.name_any();
@@ -139,6 +176,8 @@ async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Erro
         write_status(deploy, ctx, outcome, None).await?;
         return Ok(Action::await_change());
     };
+
+    adopt(deploy, &site, ctx).await;
 
     // 2. Validate: the manifest and every bundle it names must be stored and intact.
     let manifest = match ctx.manifest(&deploy.spec.manifest).await {
