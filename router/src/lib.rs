@@ -10,6 +10,7 @@ pub mod body;
 pub mod client;
 pub mod cron;
 pub mod geo;
+pub mod jetstream;
 pub mod metrics;
 pub mod node_host;
 pub mod path;

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use kpages_router::app::{App, Config};
+use kpages_router::app::Config;
 use kpages_router::geo::GeoLookup;
 use kpages_router::resolve::CompiledDeploy;
 use kpages_router::table::{Deploy, FunctionUpstream, RouteTable, Routes, Site};
@@ -20,7 +20,8 @@ struct Args {
     /// Public listener (HTTP/1.1 and h2c).
     #[arg(long, env = "KPAGES_LISTEN", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
-    /// Admin listener: /metrics, /healthz, POST /functions/<name>/run.
+    /// Admin listener: /metrics, /healthz, POST /functions/<name>/run, GET /calls/<id>,
+    /// POST /queue/dead-letters/redrive.
     #[arg(long, env = "KPAGES_ADMIN_LISTEN", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
     /// Object store URL: file:///dir, s3://bucket/prefix?endpoint=…, memory://.
@@ -52,6 +53,8 @@ struct Args {
     /// MaxMind GeoIP2/GeoLite2 City database.
     #[arg(long, env = "KPAGES_GEO_DB")]
     geo_db: Option<PathBuf>,
+    #[command(flatten)]
+    queue: kpages_router::jetstream::QueueArgs,
 }
 
 #[tokio::main]
@@ -182,7 +185,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         ..Config::default()
     };
     let routes = Arc::new(Routes::new(table));
-    let app = App::new(config, routes.clone(), store, geo);
+    let app = kpages_router::jetstream::build_app(&args.queue, config, routes.clone(), store, geo)
+        .await?;
     let listener = server::bind(args.listen).await?;
     let admin = server::bind(args.admin_listen).await?;
     tracing::info!(listen = %args.listen, admin = %args.admin_listen, "serving");
