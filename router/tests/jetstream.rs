@@ -361,6 +361,7 @@ async fn the_status_api_follows_a_call_through_each_state() {
     let host = FakeHost::start().await;
     let mut js = js_config(&nats);
     js.function_concurrency = 1;
+    js.workers = 2;
     let router = Router::start_jetstream(&site(), vec![host.addr], test_config(), js).await;
     let (c, base, admin) = (client(), router.url(""), router.admin_url(""));
 
@@ -381,7 +382,27 @@ async fn the_status_api_follows_a_call_through_each_state() {
     assert_eq!(queued["attempts"], 0, "{queued}");
     assert!(queued["acceptedAt"].is_string(), "{queued}");
 
+    // A backlog of the busy function does not starve another one: its job runs while the
+    // gated ones still wait (two global slots, one per function).
+    let mut backlog = vec![];
+    for i in 0..5 {
+        backlog.push(accepted(
+            &submit(&c, &base, "gated", &[], format!("more {i}")).await,
+        ));
+    }
+    let other = accepted(&submit(&c, &base, "ok", &[], "meanwhile").await);
+    wait_state(&c, &admin, &other, "succeeded").await;
+    let (_, still) = status(&c, &admin, &second).await;
+    assert_eq!(still["state"], "queued", "{still}");
+    assert_eq!(
+        host.seen().iter().filter(|s| s.function == "gated").count(),
+        1
+    );
+
     host.open_gate();
+    for id in &backlog {
+        wait_state(&c, &admin, id, "succeeded").await;
+    }
     for id in [&first, &second] {
         let done = wait_state(&c, &admin, id, "succeeded").await;
         assert_eq!(done["attempts"], 1, "{done}");

@@ -550,25 +550,31 @@ impl JetStreamQueue {
             return Ok(());
         }
         let accepted_at = now_ms();
-        // base64 grows the body by a third; leave room for the envelope's other fields.
-        let max_payload = s.client.server_info().max_payload;
-        let fits = job.body.len() * 4 / 3 + 16 * 1024 < max_payload;
-        let body = if job.body.len() <= config.inline_body_max && fits {
-            Envelope::inline(&job.body)
-        } else {
-            let size = job.body.len() as u64;
-            let digest = s.store.put_bytes(job.body.clone()).await.map_err(|e| {
-                QueueError::Unavailable(format!("storing the job's body in the object store: {e}"))
-            })?;
-            BodyRef::Blob {
-                digest: digest.to_string(),
-                size,
+        // Inline when small and the whole message (headers included) fits the server's max
+        // payload, with room for the NATS headers; else the body goes to the object store.
+        let max_payload = s.client.server_info().max_payload.saturating_sub(1024);
+        let inline = (job.body.len() <= config.inline_body_max)
+            .then(|| Envelope::new(&job, Envelope::inline(&job.body), accepted_at).encode())
+            .filter(|payload| payload.len() <= max_payload);
+        let payload = match inline {
+            Some(payload) => payload,
+            None => {
+                let size = job.body.len() as u64;
+                let digest = s.store.put_bytes(job.body.clone()).await.map_err(|e| {
+                    QueueError::Unavailable(format!(
+                        "storing the job's body in the object store: {e}"
+                    ))
+                })?;
+                let body = BodyRef::Blob {
+                    digest: digest.to_string(),
+                    size,
+                };
+                Envelope::new(&job, body, accepted_at).encode()
             }
         };
-        let env = Envelope::new(&job, body, accepted_at);
         let subject = config.job_subject(&job.site, &job.function);
         let publish = PublishMessage::build()
-            .payload(env.encode())
+            .payload(payload)
             .message_id(&job.call_id);
         let ack = tokio::time::timeout(config.publish_timeout, async {
             s.js.send_publish(subject, publish)
@@ -589,7 +595,11 @@ impl JetStreamQueue {
             tracing::info!(call_id = %job.call_id, "idempotent re-submission dropped by JetStream");
             return Ok(());
         }
-        let status = env.status(CallState::Queued, config.max_attempts(), accepted_at);
+        let status = Envelope::new(&job, Envelope::inline(b""), accepted_at).status(
+            CallState::Queued,
+            config.max_attempts(),
+            accepted_at,
+        );
         let bytes = serde_json::to_vec(&status).unwrap_or_default();
         // `create`: a worker may already have written `running`.
         if let Err(e) = s.calls.create(&job.call_id, bytes.into()).await
