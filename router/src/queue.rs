@@ -425,6 +425,37 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn client_errors_are_not_retried() {
+        struct Rejects(mpsc::UnboundedSender<()>);
+        impl Runner for Rejects {
+            fn run(&self, _job: Job) -> BoxFuture<'static, Result<(), RunError>> {
+                let _ = self.0.send(());
+                Box::pin(async { Err(RunError::permanent("function host answered 400")) })
+            }
+        }
+        let (tx, mut calls) = mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::new());
+        let config = QueueConfig {
+            capacity: 4,
+            workers: 1,
+            backoff: vec![Duration::from_secs(1)],
+        };
+        let q = InProcessQueue::start(config, Arc::new(Rejects(tx)), metrics.clone());
+        q.enqueue(job()).await.unwrap();
+        assert_eq!(calls.recv().await, Some(()));
+        // Well past the backoff: still one call, and the job has left the queue.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(calls.try_recv().is_err());
+        assert_eq!(metrics.queue_depth.get(), 0);
+        let text = metrics.encode();
+        assert!(
+            text.contains(r#"background_jobs_total{outcome="failed"} 1"#),
+            "{text}"
+        );
+        assert!(!text.contains(r#"outcome="retry""#), "{text}");
+    }
+
     #[tokio::test]
     async fn a_full_queue_refuses_jobs() {
         struct Never;
