@@ -29,7 +29,9 @@ use crate::metrics::{Metrics, RouteKind};
 use crate::path::{self, PathError};
 use crate::pattern::Params;
 use crate::proxy::{self, Call, ProxyError, Upstreams};
-use crate::queue::{BoxFuture, InProcessQueue, Job, Queue, QueueConfig, QueueError, Runner};
+use crate::queue::{
+    self, BoxFuture, InProcessQueue, Job, Queue, QueueConfig, QueueError, RunError, Runner,
+};
 use crate::resolve::Decision;
 use crate::rules::{self, RequestFacts};
 use crate::static_files::{self, StaticError, StaticFiles, StaticRequest};
@@ -125,10 +127,28 @@ impl RouteError {
                 }
             },
             Self::Static(_) => StatusCode::BAD_GATEWAY,
-            Self::Queue(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Queue(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Queue(QueueError::Unsupported(_)) => StatusCode::NOT_IMPLEMENTED,
+            Self::Queue(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// Seconds a client should wait before trying again, for failures that pass by themselves.
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            Self::Queue(e) if e.is_transient() => Some(QUEUE_RETRY_AFTER_SECONDS),
+            // No function pod came up within the cold-start limit: one is on its way.
+            Self::Proxy(ProxyError::NoUpstream { .. }) => Some(COLD_START_RETRY_AFTER_SECONDS),
+            _ => None,
         }
     }
 }
+
+/// `Retry-After` on a 503 when no function pod was ready in time.
+const COLD_START_RETRY_AFTER_SECONDS: u32 = 5;
+
+/// `Retry-After` on a 503 from the background queue: long enough for a NATS reconnect.
+const QUEUE_RETRY_AFTER_SECONDS: u32 = 5;
 
 /// Everything the pipeline needs. Shared by every connection.
 pub struct App {
@@ -148,6 +168,21 @@ pub struct App {
 impl App {
     /// Builds the app and starts the in-process queue's workers (needs a Tokio runtime).
     pub fn new(config: Config, routes: Arc<Routes>, store: BlobStore, geo: GeoLookup) -> Arc<Self> {
+        let in_process = config.queue.clone();
+        Self::with_queue(config, routes, store, geo, |runner, metrics| {
+            InProcessQueue::start(in_process, runner, metrics)
+        })
+    }
+
+    /// Builds the app with the queue `start_queue` returns; it gets the runner its workers
+    /// call and the app's metrics (e.g. [`crate::jetstream::Connected::start`]).
+    pub fn with_queue(
+        config: Config,
+        routes: Arc<Routes>,
+        store: BlobStore,
+        geo: GeoLookup,
+        start_queue: impl FnOnce(Arc<dyn Runner>, Arc<Metrics>) -> Arc<dyn Queue>,
+    ) -> Arc<Self> {
         let metrics = Arc::new(Metrics::new());
         let upstreams = Upstreams::new();
         let runner = Arc::new(FunctionRunner {
@@ -155,7 +190,7 @@ impl App {
             upstreams: upstreams.clone(),
             config: config.clone(),
         });
-        let queue = InProcessQueue::start(config.queue.clone(), runner.clone(), metrics.clone());
+        let queue = start_queue(runner.clone(), metrics.clone());
         let statics = StaticFiles::new(
             store,
             config.cache_bytes,
@@ -177,6 +212,11 @@ impl App {
     /// Runs functions outside a client request (scheduler, manual triggers).
     pub fn runner(&self) -> Arc<FunctionRunner> {
         self.runner.clone()
+    }
+
+    /// The background queue (status and redrive on the admin port).
+    pub fn queue(&self) -> &dyn Queue {
+        &*self.queue
     }
 
     /// Answers one request.
@@ -477,8 +517,16 @@ impl App {
             Err(e) => return Err(ProxyError::Downstream(e.to_string()).into()),
         };
         let mut headers = parts.headers;
+        // Read by the queue, not by the function.
+        let callback_url = take_header(&mut headers, "x-callback-url")?;
+        let idempotency_key = header_str(&headers, "idempotency-key")
+            .filter(|k| !k.is_empty())
+            .map(str::to_string);
         ctx.control_headers(&mut headers, "background");
-        let call_id = client::request_id();
+        let call_id = match &idempotency_key {
+            Some(key) => queue::idempotent_call_id(ctx.site, &ctx.function.name, key),
+            None => client::request_id(),
+        };
         let job = Job {
             call_id: call_id.clone(),
             deploy_id: ctx.deploy.id.clone(),
@@ -495,6 +543,8 @@ impl App {
             headers,
             body: bytes,
             attempt: 0,
+            idempotency_key,
+            callback_url,
         };
         self.queue.enqueue(job).await?;
         let resp = Response::builder()
@@ -618,6 +668,16 @@ impl CallContext<'_> {
     }
 }
 
+/// Removes a header the router reads itself; a value that is not text is refused.
+fn take_header(headers: &mut HeaderMap, name: &'static str) -> Result<Option<String>, RouteError> {
+    match headers.remove(name) {
+        None => Ok(None),
+        Some(v) => v.to_str().map(|s| Some(s.trim().to_string())).map_err(|_| {
+            QueueError::Rejected(format!("{name}: the value must be a URL in visible ASCII")).into()
+        }),
+    }
+}
+
 fn params_json(params: &Params) -> String {
     serde_json::to_string(params).unwrap_or_else(|_| "{}".into())
 }
@@ -647,10 +707,9 @@ fn error_response(err: &RouteError, request_id: &str) -> Response<Body> {
         tracing::warn!(error = %err, status = status.as_u16(), "request failed");
     }
     let mut resp = json_status(status, &err.to_string(), request_id);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        // No pod came up in time, or the queue cannot take the job: worth retrying soon.
+    if let Some(secs) = err.retry_after() {
         resp.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
 }
@@ -685,22 +744,44 @@ pub struct FunctionRunner {
 }
 
 impl FunctionRunner {
-    /// Runs a job once, returning the host's verdict.
-    pub async fn run_job(&self, job: Job) -> Result<(), String> {
+    /// A runner of the deploys in `routes`, with `config`'s limits, outside any [`App`]
+    /// (e.g. a process that only runs background jobs).
+    pub fn new(routes: Arc<Routes>, config: Config) -> Self {
+        Self {
+            routes,
+            upstreams: Upstreams::new(),
+            config,
+        }
+    }
+
+    /// Runs a job once, returning the host's verdict: 200 is success, 4xx a failure a retry
+    /// cannot fix, anything else (5xx, unreachable, wall time, no such deploy yet) transient.
+    pub async fn run_job(&self, job: Job) -> Result<(), RunError> {
         let table = self.routes.load();
+        // A deploy or host that is missing may appear (a router that has not yet seen the
+        // deploy, pods starting): transient.
         let deploy = table
             .deploy(&job.deploy_id)
-            .ok_or_else(|| format!("deploy {} is no longer served", job.deploy_id))?
+            .ok_or_else(|| {
+                RunError::transient(format!("deploy {} is no longer served", job.deploy_id))
+            })?
             .clone();
-        let function = deploy
-            .routes
-            .function(&job.function)
-            .ok_or_else(|| format!("function {:?} is not in deploy {}", job.function, deploy.id))?;
+        let function = deploy.routes.function(&job.function).ok_or_else(|| {
+            RunError::permanent(format!(
+                "function {:?} is not in deploy {}",
+                job.function, deploy.id
+            ))
+        })?;
         let addr = self
             .routes
             .endpoint(&deploy.id, self.config.cold_start_timeout)
             .await
-            .ok_or_else(|| format!("no function host is ready for deploy {}", deploy.id))?;
+            .ok_or_else(|| {
+                RunError::transient(format!(
+                    "no function host is ready for deploy {}",
+                    deploy.id
+                ))
+            })?;
         let (_, _, timeout) = limits_for(&self.config, &deploy, function);
         let mut headers = job.headers.clone();
         proxy::set(&mut headers, "x-kpages-function", &job.function);
@@ -708,7 +789,8 @@ impl FunctionRunner {
         proxy::set(&mut headers, "x-kpages-request-id", &job.call_id);
         proxy::set(&mut headers, "x-kpages-invocation", job.invocation);
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(job.body.len()));
-        let uri = proxy::function_uri(addr, &job.path_and_query).map_err(|e| e.to_string())?;
+        let uri = proxy::function_uri(addr, &job.path_and_query)
+            .map_err(|e| RunError::permanent(e.to_string()))?;
         let resp = self
             .upstreams
             .call(Call {
@@ -720,7 +802,7 @@ impl FunctionRunner {
                 timeout,
             })
             .await
-            .map_err(|e| format!("function host: {e}"))?;
+            .map_err(|e| RunError::transient(format!("function host: {e}")))?;
         let status = resp.status();
         let text = resp
             .into_body()
@@ -728,13 +810,21 @@ impl FunctionRunner {
             .await
             .map(|b| b.to_bytes())
             .unwrap_or_default();
-        if status == StatusCode::OK {
-            Ok(())
-        } else {
-            Err(format!(
+        let message = || {
+            format!(
                 "function host answered {status}: {}",
                 String::from_utf8_lossy(&text[..text.len().min(500)])
-            ))
+            )
+        };
+        if status == StatusCode::OK {
+            Ok(())
+        } else if status.is_client_error()
+            && status != StatusCode::REQUEST_TIMEOUT
+            && status != StatusCode::TOO_MANY_REQUESTS
+        {
+            Err(RunError::permanent(message()))
+        } else {
+            Err(RunError::transient(message()))
         }
     }
 
@@ -762,12 +852,14 @@ impl FunctionRunner {
             headers,
             body: Bytes::from(body),
             attempt: 0,
+            idempotency_key: None,
+            callback_url: None,
         }
     }
 }
 
 impl Runner for FunctionRunner {
-    fn run(&self, job: Job) -> BoxFuture<'static, Result<(), String>> {
+    fn run(&self, job: Job) -> BoxFuture<'static, Result<(), RunError>> {
         let this = FunctionRunner {
             routes: self.routes.clone(),
             upstreams: self.upstreams.clone(),

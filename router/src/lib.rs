@@ -11,6 +11,7 @@ pub mod client;
 pub mod cluster;
 pub mod cron;
 pub mod geo;
+pub mod jetstream;
 pub mod metrics;
 pub mod node_host;
 pub mod path;

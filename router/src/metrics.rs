@@ -1,6 +1,6 @@
 //! Prometheus metrics, served on the admin port: requests by site, route kind and status;
-//! latency by route kind; static cache hits and misses; background queue depth; requests and
-//! connections in flight.
+//! latency by route kind; static cache hits and misses; background queue depth, jobs running,
+//! attempts, failures, dead letters and enqueue latency; requests and connections in flight.
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -51,8 +51,20 @@ pub struct Metrics {
     latency: Family<KindLabels, Histogram>,
     cache: Family<OutcomeLabels, Counter>,
     jobs: Family<OutcomeLabels, Counter>,
-    /// Background jobs waiting or running.
+    /// Background jobs waiting or running (JetStream: the jobs stream's size, sampled).
     pub queue_depth: Gauge,
+    /// Background jobs this router is running now.
+    pub jobs_in_flight: Gauge,
+    /// Background attempts started by this router.
+    pub job_attempts: Counter,
+    /// Background attempts that failed (retried or not).
+    pub job_failures: Counter,
+    /// Jobs this router moved to the dead letters after their last attempt.
+    pub job_dead_letters: Counter,
+    /// Dead letters waiting for a redrive (JetStream: the dead-letter stream's size, sampled).
+    pub dead_letters: Gauge,
+    /// Time to durably queue a background job (the 202 waits for it).
+    pub enqueue_latency: Histogram,
     /// Requests being handled.
     pub in_flight: Gauge,
     /// Open client connections.
@@ -97,6 +109,42 @@ impl Metrics {
             "Background jobs queued or running",
             queue_depth.clone(),
         );
+        let jobs_in_flight = Gauge::default();
+        registry.register(
+            "background_jobs_in_flight",
+            "Background jobs this router is running",
+            jobs_in_flight.clone(),
+        );
+        let job_attempts = Counter::default();
+        registry.register(
+            "background_attempts",
+            "Background attempts started",
+            job_attempts.clone(),
+        );
+        let job_failures = Counter::default();
+        registry.register(
+            "background_failures",
+            "Background attempts that failed",
+            job_failures.clone(),
+        );
+        let job_dead_letters = Counter::default();
+        registry.register(
+            "background_dead_lettered",
+            "Background jobs moved to the dead letters after their last attempt",
+            job_dead_letters.clone(),
+        );
+        let dead_letters = Gauge::default();
+        registry.register(
+            "background_dead_letters",
+            "Dead-lettered background jobs waiting for a redrive",
+            dead_letters.clone(),
+        );
+        let enqueue_latency = Histogram::new(exponential_buckets(0.0002, 2.5, 14));
+        registry.register(
+            "enqueue_duration_seconds",
+            "Time to durably queue a background job",
+            enqueue_latency.clone(),
+        );
         let in_flight = Gauge::default();
         registry.register(
             "requests_in_flight",
@@ -116,6 +164,12 @@ impl Metrics {
             cache,
             jobs,
             queue_depth,
+            jobs_in_flight,
+            job_attempts,
+            job_failures,
+            job_dead_letters,
+            dead_letters,
+            enqueue_latency,
             in_flight,
             connections,
         }
@@ -175,5 +229,14 @@ mod tests {
         assert!(text.contains(r#"kpages_router_static_cache_lookups_total{outcome="hit"} 1"#));
         assert!(text.contains("kpages_router_queue_depth 3"));
         assert!(text.contains("kpages_router_request_duration_seconds_bucket"));
+        m.job_attempts.inc();
+        m.enqueue_latency.observe(0.001);
+        let text = m.encode();
+        assert!(
+            text.contains("kpages_router_background_attempts_total 1"),
+            "{text}"
+        );
+        assert!(text.contains("kpages_router_enqueue_duration_seconds_count 1"));
+        assert!(text.contains("kpages_router_background_dead_letters 0"));
     }
 }

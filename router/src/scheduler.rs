@@ -115,7 +115,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{BoxFuture, Job};
+    use crate::queue::{BoxFuture, Job, RunError};
     use crate::resolve::CompiledDeploy;
     use crate::table::{Deploy, RouteTable, Site};
     use kpages_crds::manifest::{Dialect, Function};
@@ -125,7 +125,7 @@ mod tests {
     struct Record(mpsc::UnboundedSender<(String, String, i64)>, Clock);
 
     impl Runner for Record {
-        fn run(&self, job: Job) -> BoxFuture<'static, Result<(), String>> {
+        fn run(&self, job: Job) -> BoxFuture<'static, Result<(), RunError>> {
             let body: serde_json::Value = serde_json::from_slice(&job.body).unwrap();
             let next = body["next_run"].as_str().unwrap_or("").to_string();
             let _ = self.0.send((job.function, next, (self.1)()));

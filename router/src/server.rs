@@ -1,6 +1,7 @@
 //! The listeners: the public one (HTTP/1.1 and h2c, bounded connections, header-read
 //! timeout and header size limits, graceful shutdown) and the admin one (`/metrics`,
-//! `/healthz`, manual runs of scheduled functions).
+//! `/healthz`, manual runs of scheduled functions, background call status, dead-letter
+//! redrive).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -18,7 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::{App, FunctionRunner};
 use crate::body::{self, Body};
-use crate::queue::BoxFuture;
+use crate::queue::{BoxFuture, QueueError, RedriveFilter};
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish (up to the configured grace) and returns.
@@ -99,8 +100,9 @@ pub async fn serve(
 }
 
 /// Serves the admin endpoints until `shutdown` completes:
-/// `GET /metrics`, `GET /healthz`, and `POST /functions/<name>/run[?site=<site>]`, which
-/// runs a function now as its schedule would and answers with the outcome.
+/// `GET /metrics`, `GET /healthz`, `POST /functions/<name>/run[?site=<site>]` (runs a
+/// function now as its schedule would and answers with the outcome), `GET /calls/<id>` (a
+/// background call's status) and `POST /queue/dead-letters/redrive[?site=&function=&call=]`.
 pub async fn serve_admin(
     listener: TcpListener,
     app: Arc<App>,
@@ -197,7 +199,53 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Body> {
                 Err((status, e)) => json(status, serde_json::json!({"ok": false, "error": e})),
             }
         }
+        (&Method::GET, p) if p.starts_with("/calls/") => {
+            let id = &p["/calls/".len()..];
+            let (status, v) = match app.queue().status(id).await {
+                Ok(Some(call)) => (
+                    StatusCode::OK,
+                    serde_json::to_value(&call).unwrap_or_default(),
+                ),
+                Ok(None) => (
+                    StatusCode::NOT_FOUND,
+                    serde_json::json!({"error": format!("no background call {id:?} (unknown, or its status expired)")}),
+                ),
+                Err(e) => (
+                    queue_status(&e),
+                    serde_json::json!({"error": e.to_string()}),
+                ),
+            };
+            reply(status, "application/json", v.to_string())
+        }
+        (&Method::POST, "/queue/dead-letters/redrive") => {
+            let mut filter = RedriveFilter::default();
+            for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+                let v = Some(v.into_owned()).filter(|v| !v.is_empty());
+                match &*k {
+                    "site" => filter.site = v,
+                    "function" => filter.function = v,
+                    "call" => filter.call_id = v,
+                    _ => {}
+                }
+            }
+            let (status, v) = match app.queue().redrive(filter).await {
+                Ok(n) => (StatusCode::OK, serde_json::json!({"redriven": n})),
+                Err(e) => (
+                    queue_status(&e),
+                    serde_json::json!({"error": e.to_string()}),
+                ),
+            };
+            reply(status, "application/json", v.to_string())
+        }
         _ => reply(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
+}
+
+fn queue_status(e: &QueueError) -> StatusCode {
+    match e {
+        QueueError::Unsupported(_) => StatusCode::NOT_IMPLEMENTED,
+        QueueError::Rejected(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 
@@ -229,7 +277,7 @@ async fn run_now(app: &App, site: Option<&str>, name: &str) -> Result<(), (Statu
     app.runner()
         .run_job(job)
         .await
-        .map_err(|e| (StatusCode::BAD_GATEWAY, e))
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))
 }
 
 fn unix_now() -> i64 {

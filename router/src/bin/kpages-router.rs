@@ -11,6 +11,7 @@ use clap::Parser;
 use kpages_router::app::{App, Config};
 use kpages_router::cluster::{self, ClusterConfig};
 use kpages_router::geo::GeoLookup;
+use kpages_router::queue::NoQueue;
 use kpages_router::resolve::CompiledDeploy;
 use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_router::{scheduler, server};
@@ -24,7 +25,8 @@ struct Args {
     #[arg(long, env = "KPAGES_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     listen: SocketAddr,
     /// Admin listener: /metrics, /healthz, /readyz, POST /functions/<name>/run,
-    /// POST /.kpages/schedule/<namespace>/<site>/<function>.
+    /// POST /.kpages/schedule/<namespace>/<site>/<function>, GET /calls/<id>,
+    /// POST /queue/dead-letters/redrive.
     #[arg(long, env = "KPAGES_ADMIN_ADDR", default_value = "127.0.0.1:9090")]
     admin_listen: SocketAddr,
     /// Object store URL: file:///dir, s3://bucket/prefix?endpoint=…, memory://.
@@ -78,6 +80,8 @@ struct Args {
     /// MaxMind GeoIP2/GeoLite2 City database.
     #[arg(long, env = "KPAGES_GEO_DB")]
     geo_db: Option<PathBuf>,
+    #[command(flatten)]
+    queue: kpages_router::jetstream::QueueArgs,
 }
 
 #[tokio::main]
@@ -235,7 +239,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Source::Single(table) => (Arc::new(Routes::new(table)), None),
         Source::Cluster(c) => (Arc::new(Routes::pending()), Some(c)),
     };
-    let app = App::new(config, routes.clone(), store.clone(), geo);
+    let app = if cluster.is_some() && args.queue.config().is_none() {
+        // Several routers, each restartable: an in-process queue would lose accepted jobs.
+        tracing::warn!(
+            "no NATS URL: background functions answer 503 (set --nats-url / the chart's nats.url)"
+        );
+        App::with_queue(config, routes.clone(), store.clone(), geo, |_, _| {
+            Arc::new(NoQueue(
+                "background functions need NATS JetStream in a cluster; the router has no --nats-url (chart: nats.url or natsServer.enabled)",
+            ))
+        })
+    } else {
+        kpages_router::jetstream::build_app(&args.queue, config, routes.clone(), store.clone(), geo)
+            .await?
+    };
     let listener = server::bind(args.listen).await?;
     let admin = server::bind(args.admin_listen).await?;
     tracing::info!(listen = %args.listen, admin = %args.admin_listen, "serving");

@@ -4,6 +4,9 @@
 // Test support code: a failed unwrap is a failed test, as in #[test] bodies.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod fake_host;
+pub mod nats;
+
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -231,6 +234,31 @@ impl Router {
     ) -> Self {
         let routes = Arc::new(Routes::new(table(site, upstream, "deploy-1")));
         let app = App::new(config, routes.clone(), site.store.clone(), geo);
+        Self::serve(app, routes).await
+    }
+
+    /// A router whose background queue is NATS JetStream.
+    pub async fn start_jetstream(
+        site: &SiteBuilder,
+        upstream: Vec<SocketAddr>,
+        config: Config,
+        js: kpages_router::jetstream::JetStreamConfig,
+    ) -> Self {
+        let routes = Arc::new(Routes::new(table(site, upstream, "deploy-1")));
+        let connected = kpages_router::jetstream::connect(js).await.unwrap();
+        let store = site.store.clone();
+        let app = App::with_queue(
+            config,
+            routes.clone(),
+            site.store.clone(),
+            GeoLookup::Off,
+            |runner, metrics| connected.start(runner, metrics, store),
+        );
+        Self::serve(app, routes).await
+    }
+
+    /// Serves `app` on loopback (public and admin listeners).
+    pub async fn serve(app: Arc<App>, routes: Arc<Routes>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let admin_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -265,6 +293,10 @@ impl Router {
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
     }
 
     /// Starts graceful shutdown; the returned handle finishes when the server has stopped.
