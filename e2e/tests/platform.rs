@@ -18,7 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kpages_crds::{Deploy, DeployPhase, Site};
-use kpages_e2e::services::{Bridge, Forward, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP};
+use kpages_e2e::services::{Bridge, Forward, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP, Nats};
 use kpages_e2e::{TestNamespace, wait};
 use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
 use kube::{Api, ResourceExt};
@@ -293,6 +293,9 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         let prefix = ns.name().to_string();
         let pod_store = MinIo::url(&format!("http://{NODE_IP}:{}", bridge.port), &prefix);
         let host_store = MinIo::url(&format!("http://127.0.0.1:{}", minio.port), &prefix);
+        // NATS JetStream on the host for background functions, bridged the same way.
+        let nats = Nats::start().await;
+        let nats_bridge = Bridge::start(&cluster, nats.port).await;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = ns.api();
         secrets
             .create(
@@ -315,6 +318,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             format!("store.url={pod_store}"),
             "store.existingSecret=kpages-store".into(),
             "store.functionPodSecretName=kpages-store".into(),
+            format!("nats.url=nats://{NODE_IP}:{}", nats_bridge.port),
             format!("watchNamespaces={{{}}}", ns.name()),
             "router.replicas=1".into(),
             format!("router.adminUrl=http://{admin_ip}:9090"),
@@ -438,6 +442,16 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         assert_eq!(accepted.status, 202, "{}", accepted.body);
         assert!(accepted.headers.contains_key("x-kpages-call-id"));
         logs_until(&ns, &net1, &format!("sending a slow email to {marker}")).await;
+        // The call went through JetStream: the router's admin API reports it.
+        let call_id = accepted.headers["x-kpages-call-id"].to_str().unwrap().to_string();
+        let admin_forward = Forward::start(&cluster, &format!("{admin_ip}:9090")).await;
+        let admin = Router::new(admin_forward.port);
+        let call = admin
+            .get_until("admin", &format!("/calls/{call_id}"), DEADLINE, |r| {
+                r.status == 200 && r.body.contains("succeeded")
+            })
+            .await;
+        assert!(call.body.contains("\"attempts\":1"), "{}", call.body);
 
         // 5. A scheduled function fires: run its CronJob now, as the schedule would.
         let cronjobs: Api<CronJob> = ns.api();
@@ -602,7 +616,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             .await;
         let out = cluster.helm(&["uninstall", &release, "--namespace", &n]).await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        drop((bridge, minio, forward));
+        drop((bridge, minio, forward, nats_bridge, nats));
     })
     .await;
 }
