@@ -344,6 +344,87 @@ mod tests {
         assert_eq!(rows[0].name, "new");
     }
 
+    fn args(argv: &[&str]) -> Args {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: Args,
+        }
+        let argv = std::iter::once("rollback").chain(argv.iter().copied());
+        <Cli as clap::Parser>::try_parse_from(argv).unwrap().args
+    }
+
+    /// A cluster holding Site `web` (active: web-c) and the deploys of [`history`].
+    fn cluster() -> (
+        Cluster,
+        std::sync::Arc<std::sync::Mutex<crate::fake_api::State>>,
+    ) {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+        use kpages_crds::{DeploySpec, DeployStatus, Digest, SiteStatus};
+        let mut state = crate::fake_api::State::default();
+        let mut site = Site::new("web", Default::default());
+        site.metadata.generation = Some(1);
+        site.status = Some(SiteStatus {
+            active_deploy: Some("web-c".into()),
+            url: Some("http://web.example".into()),
+            observed_generation: Some(1),
+            ..SiteStatus::default()
+        });
+        state.sites.insert("web".into(), site);
+        for r in history() {
+            let mut d = Deploy::new(
+                &r.name,
+                DeploySpec {
+                    site: "web".into(),
+                    manifest: Digest::of(r.name.as_bytes()),
+                    context: r.context,
+                    source: None,
+                },
+            );
+            d.metadata.creation_timestamp = r.created.map(Time);
+            d.status = Some(DeployStatus {
+                phase: r.phase,
+                ..DeployStatus::default()
+            });
+            state.deploys.insert(r.name.clone(), d);
+        }
+        let (client, state) = crate::fake_api::start(state);
+        (Cluster::new(client, None), state)
+    }
+
+    #[tokio::test]
+    async fn rollback_pins_the_previous_deploy_and_waits_for_the_site() {
+        let (cluster, state) = cluster();
+        rollback(&cluster, &args(&["--site", "web"])).await.unwrap();
+        let st = state.lock().unwrap();
+        let (kind, patch) = &st.patches[0];
+        assert!(kind.starts_with("application/merge-patch+json"), "{kind}");
+        assert!(kind.contains("fieldManager=kpages-cli"), "{kind}");
+        assert_eq!(
+            patch,
+            &serde_json::json!({"spec": {"pinnedDeploy": "web-a"}})
+        );
+        let site = &st.sites["web"];
+        assert_eq!(site.spec.pinned_deploy.as_deref(), Some("web-a"));
+    }
+
+    #[tokio::test]
+    async fn unpin_removes_the_field_and_a_bad_target_changes_nothing() {
+        let (cluster, state) = cluster();
+        rollback(&cluster, &args(&["--site", "web", "--unpin", "--no-wait"]))
+            .await
+            .unwrap();
+        assert_eq!(
+            state.lock().unwrap().patches[0].1,
+            serde_json::json!({"spec": {"pinnedDeploy": null}})
+        );
+        let err = rollback(&cluster, &args(&["--site", "web", "web-p"]))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("preview deploy"), "{err}");
+        assert_eq!(state.lock().unwrap().patches.len(), 1);
+    }
+
     #[test]
     fn only_existing_production_deploys_that_did_not_fail_can_be_pinned() {
         let rows = history();

@@ -156,10 +156,22 @@ pub async fn upload(
             .len();
         todo.push((digest, path, size));
     }
+    let manifest_path = blob_dir.join(manifest.hex());
+    let manifest_size = match std::fs::metadata(&manifest_path) {
+        Ok(meta) => meta.len(),
+        Err(_) if manifest_missing => {
+            return Err(UploadError::MissingLocal {
+                digest: manifest,
+                path: manifest_path,
+            });
+        }
+        Err(_) => 0,
+    };
     let mut progress = Progress::new(
         options.progress && !todo.is_empty(),
         todo.len() + usize::from(manifest_missing),
-        todo.iter().map(|(_, _, size)| size).sum(),
+        todo.iter().map(|(_, _, size)| size).sum::<u64>()
+            + if manifest_missing { manifest_size } else { 0 },
     );
     let mut report = UploadReport {
         blobs: wanted.len(),
@@ -180,19 +192,11 @@ pub async fn upload(
             progress.advance(size);
         }
         if manifest_missing {
-            let path = blob_dir.join(manifest.hex());
-            if !path.is_file() {
-                return Err(UploadError::MissingLocal {
-                    digest: manifest,
-                    path,
-                });
-            }
-            put(store, &path, manifest, options).await?;
-            let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            put(store, &manifest_path, manifest, options).await?;
             report.uploaded += 1;
-            report.uploaded_bytes += size;
+            report.uploaded_bytes += manifest_size;
             report.sent.push(manifest);
-            progress.advance(size);
+            progress.advance(manifest_size);
         }
         Ok(())
     }

@@ -378,3 +378,72 @@ fn bad_flags_name_what_is_accepted() {
     assert_eq!(result.status.code(), Some(2));
     assert!(stderr(&result).contains("--store"), "{}", stderr(&result));
 }
+
+#[test]
+fn source_defaults_to_the_git_commit_and_branch_of_the_site() {
+    let site = site();
+    let git = |args: &[&str]| {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(site.path())
+            .args([
+                "-c",
+                "user.name=kpages",
+                "-c",
+                "user.email=kpages@test.invalid",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    git(&["init", "-q", "-b", "release"]);
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "first"]);
+    let head = git(&["rev-parse", "HEAD"]);
+    let store = tempfile::tempdir().unwrap();
+    let result = kpages(
+        &[
+            "deploy",
+            site.path().to_str().unwrap(),
+            "--site",
+            "web",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--emit",
+            "-",
+        ],
+        &[],
+    );
+    assert!(result.status.success(), "{}", stderr(&result));
+    let deploy: Deploy = serde_yaml::from_slice(&result.stdout).unwrap();
+    let source = deploy.spec.source.unwrap();
+    assert_eq!(source.commit, Some(head));
+    assert_eq!(source.branch.as_deref(), Some("release"));
+    assert_eq!(source.message, None);
+    // --commit and --branch win over git.
+    let result = kpages(
+        &[
+            "deploy",
+            site.path().to_str().unwrap(),
+            "--site",
+            "web",
+            "--store",
+            store.path().to_str().unwrap(),
+            "--emit",
+            "-",
+            "--commit",
+            "abcdef1",
+            "--branch",
+            "other",
+        ],
+        &[],
+    );
+    let deploy: Deploy = serde_yaml::from_slice(&result.stdout).unwrap();
+    let source = deploy.spec.source.unwrap();
+    assert_eq!(
+        (source.commit.as_deref(), source.branch.as_deref()),
+        (Some("abcdef1"), Some("other"))
+    );
+}
