@@ -12,9 +12,9 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, RetryConfig};
 
 use crate::{BlobStore, StoreError};
 
@@ -131,6 +131,13 @@ impl StoreConfig {
 
     /// The `object_store` backend and the key prefix blobs live under.
     pub fn object_store(&self) -> Result<(Arc<dyn ObjectStore>, String), StoreError> {
+        self.object_store_with(None)
+    }
+
+    fn object_store_with(
+        &self,
+        retry: Option<RetryConfig>,
+    ) -> Result<(Arc<dyn ObjectStore>, String), StoreError> {
         match self {
             Self::Memory => Ok((
                 Arc::new(object_store::memory::InMemory::new()),
@@ -156,6 +163,9 @@ impl StoreConfig {
                         .with_access_key_id(&creds.access_key_id)
                         .with_secret_access_key(&creds.secret_access_key);
                 }
+                if let Some(retry) = retry {
+                    builder = builder.with_retry(retry);
+                }
                 if let Some(endpoint) = &s3.endpoint {
                     builder = builder
                         .with_endpoint(endpoint)
@@ -171,7 +181,15 @@ impl StoreConfig {
 
     /// Opens the store.
     pub fn open(&self) -> Result<BlobStore, StoreError> {
-        let (inner, prefix) = self.object_store()?;
+        self.open_with_retry(None)
+    }
+
+    /// Opens the store with its own request retry policy instead of `object_store`'s default
+    /// (10 retries over up to 3 minutes). An interactive command that retries whole uploads
+    /// itself wants a short one, so an unreachable store is reported in seconds. Only network
+    /// backends retry; `None` keeps the default.
+    pub fn open_with_retry(&self, retry: Option<RetryConfig>) -> Result<BlobStore, StoreError> {
+        let (inner, prefix) = self.object_store_with(retry)?;
         Ok(BlobStore::with_object_store(
             inner,
             &prefix,

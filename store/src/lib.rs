@@ -25,6 +25,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 mod config;
 
 pub use config::{S3Config, S3Credentials, StoreConfig};
+/// Request retry settings of network backends, for [`StoreConfig::open_with_retry`].
+pub use object_store::{BackoffConfig, RetryConfig};
 
 /// Blobs smaller than this are uploaded in one request; larger ones stream as multipart
 /// uploads in parts of this size (S3 requires parts of at least 5 MiB).
