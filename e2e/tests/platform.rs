@@ -137,31 +137,28 @@ impl Cli {
         out
     }
 
-    /// `kpages deploy DIR --site SITE [--prod]`: the Deploy's name (it must succeed).
-    async fn deploy(&self, dir: &Path, site: &str, prod: bool) -> String {
+    /// `kpages deploy DIR --site SITE --prod`: waits until the deploy is the Site's active one
+    /// and prints the site's URL; returns the Deploy's name (the Site's active deploy then).
+    async fn deploy_prod(&self, dir: &Path, site: &str, sites: &Api<Site>) -> String {
         let dir = dir.to_str().unwrap();
-        let mut args = vec!["deploy", dir, "--site", site, "--timeout", "240"];
-        if prod {
-            args.push("--prod");
-        }
-        let out = self.run(&args).await;
+        let out = self
+            .run(&["deploy", dir, "--site", site, "--prod", "--timeout", "4m"])
+            .await;
         assert!(out.status.success(), "kpages deploy {dir} failed");
-        deploy_name_from(&String::from_utf8_lossy(&out.stdout))
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let url = stdout.lines().last().unwrap_or_default();
+        assert!(
+            url.starts_with("http://"),
+            "the last line is the site's URL: {stdout}"
+        );
+        sites
+            .get(site)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.active_deploy)
+            .expect("kpages deploy --prod returns once the deploy is active")
     }
-}
-
-/// The Deploy a `kpages deploy` printed: its URL's `<deploy>--<site>` preview host, or the
-/// name on a `deploy/<name>`-style line.
-fn deploy_name_from(stdout: &str) -> String {
-    for word in stdout.split_whitespace() {
-        let w = word
-            .trim_start_matches("http://")
-            .trim_start_matches("https://");
-        if let Some((deploy, _)) = w.split_once("--") {
-            return deploy.to_string();
-        }
-    }
-    panic!("no preview URL in kpages deploy's output:\n{stdout}")
 }
 
 /// The release binary `e2e/cluster load-images` built (statically linked, as in the image).
@@ -395,11 +392,13 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             store: host_store.clone(),
             namespace: n.clone(),
         };
-        let edge_dir = copy_site("edgeone-site", work.path());
-        let edge1 = cli.deploy(&edge_dir, "edge", true).await;
-        let net1 = cli.deploy(&repo().join("examples/netlify-site"), "net", true).await;
         let deploys: Api<Deploy> = ns.api();
         let sites: Api<Site> = ns.api();
+        let edge_dir = copy_site("edgeone-site", work.path());
+        let edge1 = cli.deploy_prod(&edge_dir, "edge", &sites).await;
+        let net1 = cli
+            .deploy_prod(&repo().join("examples/netlify-site"), "net", &sites)
+            .await;
         active_deploy(&sites, "edge", &edge1).await;
         active_deploy(&sites, "net", &net1).await;
 
@@ -507,7 +506,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
                 seen
             }
         });
-        let edge2 = cli.deploy(&edge_dir, "edge", true).await;
+        let edge2 = cli.deploy_prod(&edge_dir, "edge", &sites).await;
         assert_ne!(edge1, edge2);
         active_deploy(&sites, "edge", &edge2).await;
         router
