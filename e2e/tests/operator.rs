@@ -58,7 +58,7 @@ fn run_args(ns: &TestNamespace, store: &str, identity: &str) -> RunArgs {
         store_url: store.into(),
         pod_store_url: None,
         store_credentials_secret: "kpages-store".into(),
-        namespace: Some(ns.name().into()),
+        namespaces: vec![ns.name().into()],
         kpages_image: "localhost/kpages/kpages:dev".into(),
         runtime_dir: "/opt/kpages/runtime".into(),
         node_image: None,

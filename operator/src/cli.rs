@@ -60,9 +60,13 @@ pub struct RunArgs {
         default_value = "kpages-store"
     )]
     pub store_credentials_secret: String,
-    /// Watch only this namespace (default: all).
-    #[arg(long, env = "KPAGES_WATCH_NAMESPACE")]
-    pub namespace: Option<String>,
+    /// Namespaces to serve (repeat, or comma-separated); none: all namespaces.
+    #[arg(
+        long = "namespace",
+        env = "KPAGES_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub namespaces: Vec<String>,
     /// Image with the kpages binaries and the function host (init containers, schedule jobs).
     #[arg(
         long,
@@ -206,8 +210,8 @@ pub struct OperatorConfig {
     pub settings: Settings,
     /// The operator's store URL.
     pub store_url: String,
-    /// Namespace scope.
-    pub namespace: Option<String>,
+    /// Namespace scope: these namespaces, or all when empty.
+    pub namespaces: Vec<String>,
     /// Metrics address.
     pub metrics_addr: Option<SocketAddr>,
     /// Leader election.
@@ -250,7 +254,12 @@ impl RunArgs {
                 node_image: self.node_image.clone().filter(|i| !i.is_empty()),
             },
             store_url: self.store_url.clone(),
-            namespace: self.namespace.clone(),
+            namespaces: self
+                .namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
             metrics_addr,
             lease: LeaseConfig {
                 namespace: self.lease_namespace.clone(),
@@ -310,14 +319,23 @@ pub async fn run_with_store(
         metrics.clone(),
         reporter,
     ));
-    let ns = config.namespace.as_deref();
+    // One set of controllers per namespace (every object they touch is namespaced, so the sets
+    // are independent and each needs only that namespace's RBAC), or one for all namespaces.
+    let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
     let controllers = async {
-        tokio::select! {
-            _ = futures::future::join3(
+        let all = futures::future::join_all(scopes.into_iter().map(|ns| {
+            futures::future::join3(
                 deploy_controller::run(ctx.clone(), ns),
                 site_controller::run(ctx.clone(), ns),
                 route_controller::run(ctx.clone(), ns),
-            ) => {}
+            )
+        }));
+        tokio::select! {
+            _ = all => {}
             () = shutdown => {}
         }
     };

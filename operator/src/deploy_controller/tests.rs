@@ -179,9 +179,23 @@ async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning
     assert_eq!(action, Action::requeue(PROVISIONING_RECHECK));
 
     let calls = seen.lock().unwrap().clone();
+    // First the Site becomes the Deploy's owner (its own field manager), so deleting the Site
+    // deletes the deploy.
+    let adopted = calls
+        .iter()
+        .find(|(m, p, _)| m == "PATCH" && p.contains("fieldManager=kpages-operator-owner"))
+        .map(|(_, _, b)| b.clone())
+        .expect("an owner-reference patch");
+    assert_eq!(adopted["kind"], "Deploy");
+    assert_eq!(adopted["metadata"]["ownerReferences"][0]["kind"], "Site");
+    assert_eq!(adopted["metadata"]["ownerReferences"][0]["name"], "web");
     let applied: Vec<&str> = calls
         .iter()
-        .filter(|(m, p, _)| m == "PATCH" && p.contains("fieldManager=kpages-operator"))
+        .filter(|(m, p, _)| {
+            m == "PATCH"
+                && p.contains("fieldManager=kpages-operator")
+                && !p.contains("fieldManager=kpages-operator-owner")
+        })
         .map(|(_, _, b)| b["kind"].as_str().unwrap_or(""))
         .collect();
     // Not the active deploy yet (the Site has no status): no CronJob.
