@@ -51,8 +51,8 @@ pub const LAST_CALL_ANNOTATION: &str = "kpages.dev/last-call";
 /// Settings of the cluster source.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// Namespace to watch; `None` watches all.
-    pub namespace: Option<String>,
+    /// Namespaces to watch; empty watches all.
+    pub namespaces: Vec<String>,
     /// Domain of preview hosts, as the operator's `--preview-domain`.
     pub preview_domain: String,
     /// How often deploys that served calls are noted on their Deploy (keeps them warm).
@@ -66,7 +66,7 @@ pub struct ClusterConfig {
 impl Default for ClusterConfig {
     fn default() -> Self {
         Self {
-            namespace: None,
+            namespaces: Vec::new(),
             preview_domain: "preview.kpages.localhost".into(),
             activity_interval: Duration::from_secs(30),
             manifest_timeout: Duration::from_secs(20),
@@ -236,28 +236,39 @@ pub async fn run(
     routes: Arc<Routes>,
     config: ClusterConfig,
 ) -> Result<(), ClusterError> {
-    let (sites_api, deploys_api, slices_api) = match &config.namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<SiteObject>>::namespaced(client.clone(), ns),
-            Api::<DeserializeGuard<DeployObject>>::namespaced(client.clone(), ns),
-            Api::<EndpointSlice>::namespaced(client.clone(), ns),
-        ),
-        None => (
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-            Api::all(client.clone()),
-        ),
-    };
     let changed = Arc::new(Notify::new());
     let synced = Arc::new(SyncCount::default());
-    let sites = reflect(sites_api, watcher::Config::default(), &changed, &synced);
-    let deploys = reflect(deploys_api, watcher::Config::default(), &changed, &synced);
-    let slices = reflect(
-        slices_api,
-        watcher::Config::default().labels("app.kubernetes.io/managed-by=kpages"),
-        &changed,
-        &synced,
-    );
+    // One set of watches per namespace (each needs only that namespace's RBAC), or one for all.
+    let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
+        vec![None]
+    } else {
+        config.namespaces.iter().map(|n| Some(n.as_str())).collect()
+    };
+    let mut stores = Vec::new();
+    for ns in &scopes {
+        let (sites_api, deploys_api, slices_api) = match ns {
+            Some(ns) => (
+                Api::<DeserializeGuard<SiteObject>>::namespaced(client.clone(), ns),
+                Api::<DeserializeGuard<DeployObject>>::namespaced(client.clone(), ns),
+                Api::<EndpointSlice>::namespaced(client.clone(), ns),
+            ),
+            None => (
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+                Api::all(client.clone()),
+            ),
+        };
+        stores.push((
+            reflect(sites_api, watcher::Config::default(), &changed, &synced),
+            reflect(deploys_api, watcher::Config::default(), &changed, &synced),
+            reflect(
+                slices_api,
+                watcher::Config::default().labels("app.kubernetes.io/managed-by=kpages"),
+                &changed,
+                &synced,
+            ),
+        ));
+    }
 
     let waker = Arc::new(DeployWaker::new(client.clone()));
     routes.set_waker(waker.clone());
@@ -279,14 +290,15 @@ pub async fn run(
         tokio::time::sleep(config.debounce).await;
         // Serve nothing until every watch has listed once: a partial table would 404 sites
         // that exist.
-        if synced.count() < 3 {
+        if synced.count() < 3 * stores.len() {
             continue;
         }
-        let snapshot = Snapshot {
-            sites: valid(&sites.state(), "Site"),
-            deploys: valid(&deploys.state(), "Deploy"),
-            slices: slices.state(),
-        };
+        let mut snapshot = Snapshot::default();
+        for (sites, deploys, slices) in &stores {
+            snapshot.sites.extend(valid(&sites.state(), "Site"));
+            snapshot.deploys.extend(valid(&deploys.state(), "Deploy"));
+            snapshot.slices.extend(slices.state());
+        }
         let table = rebuild.table(&snapshot).await;
         routes.swap(table);
         if rebuild.has_retries() {

@@ -45,7 +45,7 @@ struct Args {
         value_delimiter = ','
     )]
     function_hosts: Vec<SocketAddr>,
-    /// Cluster mode: the namespace to watch; empty watches every namespace.
+    /// Cluster mode: the namespaces to watch (comma-separated); empty watches every namespace.
     #[arg(
         long = "namespace",
         env = "KPAGES_WATCH_NAMESPACES",
@@ -206,24 +206,17 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             });
             Source::Single(table)
         }
-        None => {
-            let namespaces: Vec<&String> =
-                args.namespaces.iter().filter(|n| !n.is_empty()).collect();
-            if namespaces.len() > 1 {
-                return Err(format!(
-                    "the router watches one namespace or all of them, not {} ({}); leave --namespace empty to watch all",
-                    namespaces.len(),
-                    args.namespaces.join(",")
-                )
-                .into());
-            }
-            Source::Cluster(ClusterConfig {
-                namespace: namespaces.first().map(|n| (*n).clone()),
-                preview_domain: args.preview_domain.clone(),
-                activity_interval: Duration::from_secs(args.activity_interval_seconds.max(1)),
-                ..ClusterConfig::default()
-            })
-        }
+        None => Source::Cluster(ClusterConfig {
+            namespaces: args
+                .namespaces
+                .iter()
+                .filter(|n| !n.is_empty())
+                .cloned()
+                .collect(),
+            preview_domain: args.preview_domain.clone(),
+            activity_interval: Duration::from_secs(args.activity_interval_seconds.max(1)),
+            ..ClusterConfig::default()
+        }),
     };
     let geo = match &args.geo_db {
         Some(p) => GeoLookup::maxmind(p)?,
@@ -274,8 +267,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(config) => {
             let client = kube::Client::try_default().await?;
             tracing::info!(
-                namespace = config.namespace.as_deref().unwrap_or("(all)"),
-                "cluster mode: watching Sites, Deploys and EndpointSlices"
+                namespaces = ?config.namespaces,
+                "cluster mode: watching Sites, Deploys and EndpointSlices (no namespaces: all)"
             );
             tokio::spawn(async move {
                 if let Err(e) = cluster::run(client, store, routes, config).await {
