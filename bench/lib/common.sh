@@ -139,13 +139,13 @@ machine_facts() {
   local commit dirty=""
   commit=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)
   git -C "$root" diff --quiet HEAD 2>/dev/null || dirty=" (with uncommitted changes)"
-  CPU="$(lscpu | sed -n 's/^Model name: *//p' | head -n1)" \
+  CPU="$(lscpu | awk -F': *' '/^Model name/ && !n++ {print $2}')" \
   CORES="$(nproc)" \
   MEM="$(free -g | awk '/^Mem:/ {print $2 " GiB"}')" \
   KERNEL="$(uname -sr)" \
   OS="$(. /etc/os-release && echo "$PRETTY_NAME")" \
   NGINX="$(nginx -v 2>&1 | sed 's/.*version: //')" \
-  WRK="$(wrk --version 2>&1 | head -n1 | awk '{print $2}')" \
+  WRK="$(wrk --version 2>&1 | awk 'NR == 1 {print $2}')" \
   NODE="$(node --version)" \
   RUSTC="$(cd "$root" && rustc --version)" \
   COMMIT="$commit$dirty" \

@@ -99,10 +99,10 @@ def summary_rows(m, deploys, skips):
     first, re = deploys.get("first"), deploys.get("redeploy")
     if first and re:
         fu, ru = first["upload"], re["upload"]
-        sent = lambda u: (f"{u['missing']} blob{'' if u['missing'] == 1 else 's'} + "
+        sent = lambda u: (f"{u['missing']:,} blob{'' if u['missing'] == 1 else 's'} + "
                           f"{'manifest' if u['manifest_uploaded'] else 'no manifest'}")
         rows.append(["5", f"redeploy ({re['files']:,} files, 1 changed): blobs uploaded", sent(ru),
-                     f"first deploy {sent(fu)}", f"{ru['missing']} of {ru['blobs']:,}",
+                     f"first deploy {sent(fu)}", f"{ru['missing']:,} of {ru['blobs']:,}",
                      "1 blob + manifest", verdict(ru["missing"] == 1 and ru["manifest_uploaded"])])
         ft = first["build_seconds"] + first["upload_seconds"]
         rt = re["build_seconds"] + re["upload_seconds"]
@@ -169,7 +169,7 @@ def main():
             u = d["upload"]
             rows.append([phase, f"{d['files']:,}", f"{d['build_seconds']:.2f} s",
                          f"{u['check_seconds']:.2f} s", f"{d['upload_seconds']:.2f} s",
-                         f"{u['missing']} of {u['blobs']:,}", "yes" if u["manifest_uploaded"] else "no"])
+                         f"{u['missing']:,} of {u['blobs']:,}", "yes" if u["manifest_uploaded"] else "no"])
         print(table(["phase", "files", "kpages build", "missing() check", "upload (check + send, incl. process start)",
                      "blobs sent", "manifest sent"], rows))
 
