@@ -20,7 +20,7 @@ use k8s_openapi::api::core::v1::{Pod, Service};
 use kpages_crds::{Deploy, DeployPhase, Site};
 use kpages_e2e::services::{Bridge, Forward, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP, Nats};
 use kpages_e2e::{TestNamespace, wait};
-use kube::api::{DeleteParams, ListParams, LogParams, PostParams};
+use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -610,9 +610,6 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         gone("kpages.dev/site=net".into()).await;
         router.get_until(&net, "/", DEADLINE, |r| r.status == 404).await;
 
-        let _ = deployments
-            .delete_collection(&DeleteParams::default(), &ListParams::default())
-            .await;
         let out = cluster.helm(&["uninstall", &release, "--namespace", &n]).await.unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         drop((bridge, minio, forward, nats_bridge, nats));
