@@ -43,6 +43,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Several rustls crypto providers are compiled in (kube: ring; object_store, async-nats:
+    // aws-lc-rs), so rustls cannot pick one itself: use ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = Cli::parse();
     let result: Result<(), (Box<dyn std::error::Error>, u8)> = match cli.command {
         Command::Build(args) => build::run(&args).map_err(|e| (e.into(), 1)),

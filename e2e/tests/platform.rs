@@ -322,7 +322,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             format!("router.adminClusterIP={admin_ip}"),
             "router.coldStartTimeoutSeconds=120".into(),
             "router.extraEnv[0].name=KPAGES_ACTIVITY_INTERVAL_SECONDS".into(),
-            "router.extraEnv[0].value=5".into(),
+            "string:router.extraEnv[0].value=5".into(),
             "operator.urlScheme=http".into(),
             "router.resources.requests.cpu=10m".into(),
             "operator.resources.requests.cpu=10m".into(),
@@ -338,8 +338,10 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             "5m".into(),
         ];
         for v in &values {
-            args.push("--set".into());
-            args.push(v.clone());
+            match v.strip_prefix("string:") {
+                Some(v) => args.extend(["--set-string".to_string(), v.to_string()]),
+                None => args.extend(["--set".to_string(), v.clone()]),
+            }
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = cluster.helm(&args).await.unwrap();

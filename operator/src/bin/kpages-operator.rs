@@ -7,6 +7,9 @@ use kpages_operator::cli::{self, Cli, Command};
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Several rustls crypto providers are compiled in (kube: ring; object_store, async-nats:
+    // aws-lc-rs), so rustls cannot pick one itself: use ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

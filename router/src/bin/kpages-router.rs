@@ -86,6 +86,9 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Several rustls crypto providers are compiled in (kube: ring; object_store, async-nats:
+    // aws-lc-rs), so rustls cannot pick one itself: use ring everywhere.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = Args::parse();
     let traces = match init_logs(args.otlp_endpoint.as_deref()) {
         Ok(t) => t,
