@@ -457,11 +457,13 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         // 5. A scheduled function fires: run its CronJob now, as the schedule would.
         let cronjobs: Api<CronJob> = ns.api();
         let cron = cronjobs
-            .list(&ListParams::default().labels(&format!("kpages.dev/deploy={net1}")))
+            .list(&ListParams::default().labels(&format!(
+                "kpages.dev/deploy={net1},kpages.dev/function=nightly-report"
+            )))
             .await
             .unwrap()
             .items;
-        assert_eq!(cron.len(), 1, "one CronJob for nightly-report: {cron:?}");
+        assert_eq!(cron.len(), 1, "one CronJob for nightly-report");
         let cron_name = cron[0].name_any();
         let out = cluster
             .kubectl(&["create", "job", "-n", &n, "--from", &format!("cronjob/{cron_name}"), "nightly-now"])

@@ -78,9 +78,10 @@ async fn run(from: &str, manifest: &str, to: &str) -> Result<String, Box<dyn std
 /// Every blob a manifest names, the manifest itself excluded.
 fn referenced_blobs(manifest: &Manifest) -> Vec<Digest> {
     let files = manifest.files.values().map(|f| f.digest);
-    let functions = manifest.functions.iter().flat_map(|f| {
-        std::iter::once(f.bundle).chain(f.included_files.iter().map(|i| i.digest))
-    });
+    let functions = manifest
+        .functions
+        .iter()
+        .flat_map(|f| std::iter::once(f.bundle).chain(f.included_files.iter().map(|i| i.digest)));
     files.chain(functions).collect()
 }
 
