@@ -110,21 +110,37 @@ function createCall(entry, control, req, res, host, invocation) {
   const limitMs = control.invocation === 'sync' ? def.timeoutMs : def.backgroundTimeoutMs;
   const url = publicUrl(req);
   const extraHeaders = platformHeaders(def.dialect, control);
-  // Aborts `request.signal` when the client disconnects before the response is complete.
-  const abort = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) abort.abort(new Error('client disconnected'));
-  });
-  let webRequest;
-  res.once('finish', () => {
-    // A streamed body the function never read would stay in the socket and stall the next
-    // request on this keep-alive connection. Node's own drain skips requests that were read
-    // through a stream, so discard the rest here.
-    if (webRequest && !req.complete && !req.destroyed) {
-      req.removeAllListeners('data');
-      req.resume();
+  // `request.signal` aborts when the client disconnects before the response is complete. It
+  // is made on first use (see toWebRequest); a client that left before then finds it aborted.
+  let abort;
+  const signal = () => {
+    if (abort) return abort.signal;
+    abort = new AbortController();
+    if (res.closed) {
+      if (!res.writableFinished) abort.abort(new Error('client disconnected'));
+    } else {
+      res.once('close', () => {
+        if (!res.writableFinished) abort.abort(new Error('client disconnected'));
+      });
     }
-  });
+    return abort.signal;
+  };
+  let webRequest;
+  const makeWebRequest = () => {
+    webRequest = toWebRequest(req, url, { extraHeaders, signal });
+    if (webRequest.body) {
+      res.once('finish', () => {
+        // A streamed body the function never read would stay in the socket and stall the next
+        // request on this keep-alive connection. Node's own drain skips requests that were read
+        // through a stream, so discard the rest here.
+        if (!req.complete && !req.destroyed) {
+          req.removeAllListeners('data');
+          req.resume();
+        }
+      });
+    }
+    return webRequest;
+  };
   return {
     fn: def,
     control,
@@ -135,7 +151,7 @@ function createCall(entry, control, req, res, host, invocation) {
     invocation,
     deadline: Date.now() + limitMs,
     limitMs,
-    webRequest: () => (webRequest ??= toWebRequest(req, url, { extraHeaders, signal: abort.signal })),
+    webRequest: () => webRequest ?? makeWebRequest(),
     waitUntil: (promise) => host.pending.add(promise, { requestId: control.requestId, function: def.name }),
   };
 }

@@ -1,20 +1,20 @@
 // How returned Responses reach the client: bodies complete when the function returns go out
 // in one write with an exact content-length; bodies that arrive over time are streamed; no
-// body for HEAD, 204 and 304. Checked on the wire with node:http, not fetch, so framing
-// headers are visible as sent.
+// body for HEAD, 204 and 304. Also request.signal through copies of the request. Checked on
+// the wire with node:http, not fetch, so framing headers are visible as sent.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import { once } from 'node:events';
 import { fixture, startHost } from './harness.mjs';
-import { RESPONSE_STATE } from '../src/web.mjs';
+import { REQUEST_SIGNAL, RESPONSE_STATE } from '../src/web.mjs';
 
 const fn = (name) => ({ name, file: fixture(`netlify/${name}.mjs`), dialect: 'netlify', catchAll: null });
 
 describe('response bodies', () => {
   let host;
   before(async () => {
-    host = await startHost({ functions: [fn('bodies'), fn('release')] });
+    host = await startHost({ functions: [fn('bodies'), fn('signals'), fn('signal-after'), fn('release')] });
   });
   after(() => host?.stop());
 
@@ -28,7 +28,8 @@ describe('response bodies', () => {
     return { status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) };
   }
 
-  test('this Node takes the fast path (the internal body state it reads was found)', { skip: !process.version.startsWith('v20.') && 'checked on Node 20 only' }, () => {
+  test('this Node takes the fast paths (the internals they read were found)', { skip: !process.version.startsWith('v20.') && 'checked on Node 20 only' }, () => {
+    assert.equal(typeof REQUEST_SIGNAL, 'symbol');
     assert.equal(typeof RESPONSE_STATE, 'symbol');
   });
 
@@ -131,5 +132,23 @@ describe('response bodies', () => {
     let rest = '';
     for (let next = await chunks.next(); !next.done; next = await chunks.next()) rest += next.value;
     assert.equal(rest, 'later');
+  });
+
+  for (const via of ['clone', 'copy']) {
+    test(`a ${via} of the request aborts when the client disconnects`, async () => {
+      const controller = new AbortController();
+      const pending = host.call('signals', `/?via=${via}`, { control: { requestId: `req-signal-${via}` }, signal: controller.signal });
+      await host.logs.waitFor((l) => l.msg === `waiting via ${via}` && l.requestId === `req-signal-${via}`);
+      controller.abort();
+      await assert.rejects(pending);
+      const line = await host.logs.waitFor((l) => l.msg.startsWith(`saw abort via ${via}`));
+      assert.equal(line.msg, `saw abort via ${via}: true true client disconnected`);
+    });
+  }
+
+  test('request.signal read after the response was sent is not aborted', async () => {
+    assert.equal(await (await host.call('signal-after', '/')).text(), 'sent');
+    const line = await host.logs.waitFor((l) => l.msg.startsWith('signal after response'));
+    assert.equal(line.msg, 'signal after response: aborted=false');
   });
 });
