@@ -12,7 +12,7 @@ import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { deployIdentity, runInInvocation } from './context.mjs';
 import { ControlError, readControl, publicUrl } from './control.mjs';
-import { logger, errorFields } from './logging.mjs';
+import { logger, errorFields, logInvocation } from './logging.mjs';
 import { drainResponse, sendJson, sendWebResponse, toWebRequest } from './web.mjs';
 
 export const READY_PATH = '/.kpages/ready';
@@ -95,13 +95,7 @@ async function invoke(entry, control, req, res, host) {
       : await runToCompletion(entry, call, tags);
   });
 
-  logger.info('invocation', {
-    ...tags,
-    invocation: control.invocation,
-    status,
-    durationMs: Math.round((performance.now() - started) * 100) / 100,
-    ...(control.traceparent ? { traceparent: control.traceparent } : {}),
-  });
+  logInvocation(control.requestId, def.name, control.invocation, status, Math.round((performance.now() - started) * 100) / 100, control.traceparent);
 }
 
 /** What a dialect adapter gets: the request in every shape it may need, and host services. */

@@ -1,7 +1,8 @@
 // How returned Responses reach the client: bodies complete when the function returns go out
 // in one write with an exact content-length; bodies that arrive over time are streamed; no
-// body for HEAD, 204 and 304. Also request.signal through copies of the request. Checked on
-// the wire with node:http, not fetch, so framing headers are visible as sent.
+// body for HEAD, 204 and 304. Also request.signal through copies of the request, and the
+// order of buffered log lines. Checked on the wire with node:http, not fetch, so framing
+// headers are visible as sent.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -150,5 +151,13 @@ describe('response bodies', () => {
     assert.equal(await (await host.call('signal-after', '/')).text(), 'sent');
     const line = await host.logs.waitFor((l) => l.msg.startsWith('signal after response'));
     assert.equal(line.msg, 'signal after response: aborted=false');
+  });
+
+  test('console lines and direct stdout writes keep their order', async () => {
+    const tag = `order-${Date.now()}`;
+    assert.equal((await get(`/?kind=stdout&tag=${tag}`)).body.toString(), 'ok');
+    await host.logs.waitFor((l) => l.msg === `third ${tag}`);
+    const mine = host.logs.lines.filter((l) => typeof l.msg === 'string' && l.msg.endsWith(tag)).map((l) => l.msg);
+    assert.deepEqual(mine, [`first ${tag}`, `second ${tag}`, `third ${tag}`]);
   });
 });
