@@ -57,7 +57,7 @@ async function handleRequest(req, res, host) {
     return;
   }
   // A request that arrives while modules are still importing waits for its own function only.
-  await entry.loaded;
+  if (entry.state === 'pending') await entry.loaded;
   await invoke(entry, control, req, res, host);
 }
 
@@ -150,13 +150,21 @@ function createCall(entry, control, req, res, host, invocation) {
   };
 }
 
-/** Races `work` against the invocation's deadline; `onTimeout` runs if the deadline wins. */
+/** Races `work` against the invocation's deadline: `{value}`, `{timedOut: true}`, or `work`'s rejection. */
 function withDeadline(work, limitMs) {
-  let timer;
-  const deadline = new Promise((resolve) => {
-    timer = setTimeout(() => resolve({ timedOut: true }), limitMs);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve({ timedOut: true }), limitMs);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve({ value });
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
   });
-  return Promise.race([work.then((value) => ({ value })), deadline]).finally(() => clearTimeout(timer));
 }
 
 function logUserError(err, tags, what) {
