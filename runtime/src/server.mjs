@@ -12,7 +12,7 @@ import http from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { deployIdentity, runInInvocation } from './context.mjs';
 import { ControlError, readControl, publicUrl } from './control.mjs';
-import { logger, errorFields } from './logging.mjs';
+import { logger, errorFields, logInvocation } from './logging.mjs';
 import { drainResponse, sendJson, sendWebResponse, toWebRequest } from './web.mjs';
 
 export const READY_PATH = '/.kpages/ready';
@@ -57,7 +57,7 @@ async function handleRequest(req, res, host) {
     return;
   }
   // A request that arrives while modules are still importing waits for its own function only.
-  await entry.loaded;
+  if (entry.state === 'pending') await entry.loaded;
   await invoke(entry, control, req, res, host);
 }
 
@@ -95,13 +95,7 @@ async function invoke(entry, control, req, res, host) {
       : await runToCompletion(entry, call, tags);
   });
 
-  logger.info('invocation', {
-    ...tags,
-    invocation: control.invocation,
-    status,
-    durationMs: Math.round((performance.now() - started) * 100) / 100,
-    ...(control.traceparent ? { traceparent: control.traceparent } : {}),
-  });
+  logInvocation(control.requestId, def.name, control.invocation, status, Math.round((performance.now() - started) * 100) / 100, control.traceparent);
 }
 
 /** What a dialect adapter gets: the request in every shape it may need, and host services. */
@@ -110,21 +104,37 @@ function createCall(entry, control, req, res, host, invocation) {
   const limitMs = control.invocation === 'sync' ? def.timeoutMs : def.backgroundTimeoutMs;
   const url = publicUrl(req);
   const extraHeaders = platformHeaders(def.dialect, control);
-  // Aborts `request.signal` when the client disconnects before the response is complete.
-  const abort = new AbortController();
-  res.once('close', () => {
-    if (!res.writableFinished) abort.abort(new Error('client disconnected'));
-  });
-  let webRequest;
-  res.once('finish', () => {
-    // A streamed body the function never read would stay in the socket and stall the next
-    // request on this keep-alive connection. Node's own drain skips requests that were read
-    // through a stream, so discard the rest here.
-    if (webRequest && !req.complete && !req.destroyed) {
-      req.removeAllListeners('data');
-      req.resume();
+  // `request.signal` aborts when the client disconnects before the response is complete. It
+  // is made on first use (see toWebRequest); a client that left before then finds it aborted.
+  let abort;
+  const signal = () => {
+    if (abort) return abort.signal;
+    abort = new AbortController();
+    if (res.closed) {
+      if (!res.writableFinished) abort.abort(new Error('client disconnected'));
+    } else {
+      res.once('close', () => {
+        if (!res.writableFinished) abort.abort(new Error('client disconnected'));
+      });
     }
-  });
+    return abort.signal;
+  };
+  let webRequest;
+  const makeWebRequest = () => {
+    webRequest = toWebRequest(req, url, { extraHeaders, signal });
+    if (webRequest.body) {
+      res.once('finish', () => {
+        // A streamed body the function never read would stay in the socket and stall the next
+        // request on this keep-alive connection. Node's own drain skips requests that were read
+        // through a stream, so discard the rest here.
+        if (!req.complete && !req.destroyed) {
+          req.removeAllListeners('data');
+          req.resume();
+        }
+      });
+    }
+    return webRequest;
+  };
   return {
     fn: def,
     control,
@@ -135,18 +145,26 @@ function createCall(entry, control, req, res, host, invocation) {
     invocation,
     deadline: Date.now() + limitMs,
     limitMs,
-    webRequest: () => (webRequest ??= toWebRequest(req, url, { extraHeaders, signal: abort.signal })),
+    webRequest: () => webRequest ?? makeWebRequest(),
     waitUntil: (promise) => host.pending.add(promise, { requestId: control.requestId, function: def.name }),
   };
 }
 
-/** Races `work` against the invocation's deadline; `onTimeout` runs if the deadline wins. */
+/** Races `work` against the invocation's deadline: `{value}`, `{timedOut: true}`, or `work`'s rejection. */
 function withDeadline(work, limitMs) {
-  let timer;
-  const deadline = new Promise((resolve) => {
-    timer = setTimeout(() => resolve({ timedOut: true }), limitMs);
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => resolve({ timedOut: true }), limitMs);
+    work.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve({ value });
+      },
+      (err) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
   });
-  return Promise.race([work.then((value) => ({ value })), deadline]).finally(() => clearTimeout(timer));
 }
 
 function logUserError(err, tags, what) {

@@ -13,19 +13,68 @@ const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
 
 /**
  * A Fetch `Request` for the user's view of `req`: absolute public URL, no control headers,
- * the body streamed from the socket. `signal` aborts when the client goes away.
+ * the body streamed from the socket.
+ *
+ * `signal()` returns the AbortSignal that aborts when the client goes away. It is called only
+ * when something reads `request.signal` (user code, `request.clone()`, `new Request(request)`,
+ * `fetch(request)`): wiring a signal into a Request costs more than building the rest of it,
+ * and most functions never look at it. Where this Node's Request does not allow that (see
+ * REQUEST_SIGNAL), the signal is created and passed up front as before.
  */
 export function toWebRequest(req, url, { extraHeaders = [], signal } = {}) {
-  const headers = new Headers();
-  for (const [name, value] of userHeaderPairs(req)) headers.append(name, value);
-  for (const [name, value] of extraHeaders) if (!headers.has(name)) headers.set(name, value);
-  const init = { method: req.method, headers, signal };
+  const headers = userHeaderPairs(req);
+  for (const pair of extraHeaders) if (!hasHeader(headers, pair[0])) headers.push(pair);
+  const init = { method: req.method, headers };
   if (!BODYLESS_METHODS.has(req.method)) {
     init.body = Readable.toWeb(req);
     // Required by the Fetch spec for streaming request bodies.
     init.duplex = 'half';
   }
-  return new Request(url, init);
+  if (signal && !REQUEST_SIGNAL) init.signal = signal();
+  const request = new Request(url, init);
+  if (signal && REQUEST_SIGNAL) {
+    let follower;
+    const get = () => (follower ??= new Request(url, { signal: signal() }))[REQUEST_SIGNAL];
+    Object.defineProperty(request, REQUEST_SIGNAL, { get, enumerable: true, configurable: true });
+  }
+  return request;
+}
+
+function hasHeader(pairs, name) {
+  for (const pair of pairs) if (pair[0] === name) return true;
+  return false;
+}
+
+/**
+ * The key under which this Node's Request (undici) keeps the signal that `request.signal`,
+ * `request.clone()`, `new Request(request)` and `fetch(request)` all read; null when the
+ * Request implementation is not built that way, or an accessor there is not honoured by all
+ * of them. Checked once, on a probe Request.
+ *
+ * The accessor returns the signal of a second Request made with the disconnect signal (the
+ * "follower", kept alive by the accessor), not the disconnect signal itself: a Request's own
+ * signal is what undici links clones to, so `request.signal` is then exactly what an eagerly
+ * built Request would have had.
+ */
+export const REQUEST_SIGNAL = findRequestSignalKey();
+
+function findRequestSignalKey() {
+  try {
+    const probe = new Request('http://probe.invalid/');
+    const key = Object.getOwnPropertySymbols(probe).find((s) => s.description === 'signal' && probe[s] === probe.signal);
+    if (!key) return null;
+    const controller = new AbortController();
+    const follower = new Request('http://probe.invalid/', { signal: controller.signal });
+    Object.defineProperty(probe, key, { get: () => follower[key], enumerable: true, configurable: true });
+    if (probe.signal !== follower.signal) return null;
+    const copy = new Request(probe);
+    const clone = probe.clone();
+    const reason = new Error('probe');
+    controller.abort(reason);
+    return probe.signal.reason === reason && copy.signal.aborted && clone.signal.aborted ? key : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Reads the whole request body (Lambda events carry it as one string). */
@@ -46,20 +95,36 @@ export function isNullBodyStatus(status) {
   return NULL_BODY_STATUSES.has(status);
 }
 
+// A body that is complete within the turn of the event loop that returned it (a string, bytes,
+// a stream that enqueues everything at once) is sent in one write with a content-length, up to
+// this many bytes; anything slower or larger streams as it is produced.
+const ONE_WRITE_MAX_BYTES = 64 * 1024;
+const TURN_OVER = Symbol('turn over');
+
 /**
  * Writes a Fetch Response to `res`, streaming its body as produced.
  * Resolves when the body has been written or the client went away (then the body stream is
  * cancelled so a producer stops working for nobody).
+ *
+ * The body is read for as long as chunks keep arriving within the current turn of the event
+ * loop. If it ends there, status line, headers and body leave in one write with a
+ * content-length (the common case: `new Response(string)`); otherwise the headers and what
+ * was read so far are sent once the turn is over, so a stream that waits before (or between)
+ * chunks still lets the client see the status line and the chunks as they are produced.
  */
 export async function sendWebResponse(res, response, method) {
   res.statusCode = response.status;
   if (response.statusText) res.statusMessage = response.statusText;
-  const cookies = typeof response.headers.getSetCookie === 'function' ? response.headers.getSetCookie() : [];
-  for (const [name, value] of response.headers) {
-    if (name === 'set-cookie') continue;
+  const headers = response.headers;
+  let cookies = null;
+  for (const [name, value] of headers) {
+    if (name === 'set-cookie') {
+      cookies ??= typeof headers.getSetCookie === 'function' ? headers.getSetCookie() : [value];
+      continue;
+    }
     res.setHeader(name, value);
   }
-  if (cookies.length > 0) res.setHeader('set-cookie', cookies);
+  if (cookies !== null && cookies.length > 0) res.setHeader('set-cookie', cookies);
 
   const body = response.body;
   if (!body || method === 'HEAD' || isNullBodyStatus(response.status)) {
@@ -67,14 +132,119 @@ export async function sendWebResponse(res, response, method) {
     res.end();
     return;
   }
-  // Send headers now: a stream that waits before its first chunk should still let the client
-  // see the status line.
-  res.flushHeaders();
+  const source = completeBody(response, body);
+  if (source !== undefined) {
+    if (res.destroyed) return;
+    endWith(res, source, typeof source === 'string' ? Buffer.byteLength(source) : source.byteLength);
+    return;
+  }
   const reader = body.getReader();
-  const clientGone = new Promise((resolve) => res.once('close', () => resolve(true)));
+  const chunks = [];
+  let size = 0;
+  let turnOver = null;
+  let pending;
   try {
+    // Chunks available in this turn, bounded so a producer that never pauses cannot make the
+    // host buffer without end.
     for (;;) {
-      const next = await Promise.race([reader.read(), clientGone.then(() => null)]);
+      pending = reader.read();
+      turnOver ??= new Promise((resolve) => setImmediate(resolve, TURN_OVER));
+      const next = await Promise.race([pending, turnOver]);
+      if (next === TURN_OVER) break;
+      pending = undefined;
+      if (next.done) {
+        if (res.destroyed) return;
+        endWith(res, chunks.length === 1 ? chunks[0] : concat(chunks, size), size);
+        return;
+      }
+      const chunk = next.value;
+      chunks.push(chunk);
+      // Strings come from Node streams converted with Readable.toWeb (a Lambda stream body);
+      // anything else that is not bytes is left for res.write to reject, as before.
+      if (chunk instanceof Uint8Array) size += chunk.byteLength;
+      else if (typeof chunk === 'string') size += Buffer.byteLength(chunk);
+      else break;
+      if (size > ONE_WRITE_MAX_BYTES) break;
+    }
+  } catch (err) {
+    // As with a body that fails mid-stream: the status line and what was produced so far go
+    // out, then the connection is cut (the status line is committed once the body starts).
+    if (!res.destroyed && !res.headersSent) res.flushHeaders();
+    startStreaming(res, chunks);
+    res.destroy(err);
+    throw err;
+  }
+  if (res.destroyed) {
+    await reader.cancel().catch(() => {});
+    return;
+  }
+  await streamRest(res, reader, chunks, pending);
+}
+
+/** The whole body is known: one write, with a content-length unless the function framed it. */
+function endWith(res, data, size) {
+  if (!res.hasHeader('content-length') && !res.hasHeader('transfer-encoding')) res.setHeader('content-length', size);
+  // A string goes out in the same write as the headers without being copied into a buffer.
+  if (size === 0) res.end();
+  else res.end(data);
+}
+
+function concat(chunks, size) {
+  return Buffer.concat(chunks.map((c) => (typeof c === 'string' ? Buffer.from(c) : c)), size);
+}
+
+/**
+ * The key of the internal state of this Node's Response (undici), where a body made from a
+ * string or bytes keeps that value (`source`) next to the stream it would produce; null
+ * when Response is not built that way. Checked once, on probe Responses.
+ */
+export const RESPONSE_STATE = findResponseStateKey();
+
+function findResponseStateKey() {
+  try {
+    const probe = new Response('probe');
+    const key = Object.getOwnPropertySymbols(probe).find((s) => s.description === 'state');
+    if (!key || probe[key]?.body?.source !== 'probe' || probe[key].body.stream !== probe.body) return null;
+    const bytes = new Response(new Uint8Array([1, 2]));
+    const source = bytes[key]?.body?.source;
+    return source instanceof Uint8Array && source.length === 2 && source[1] === 2 ? key : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The whole body of `response` when it was made from a string or bytes and nothing has
+ * touched its stream: exactly the bytes the stream would produce, without reading it.
+ * Undefined for anything else (a stream, a Blob, FormData, a used or locked body, a Response
+ * from another implementation), which is then read through its stream.
+ */
+function completeBody(response, body) {
+  if (RESPONSE_STATE === null || !(response instanceof Response)) return undefined;
+  const state = response[RESPONSE_STATE]?.body;
+  if (!state || state.stream !== body || body.locked || response.bodyUsed) return undefined;
+  const { source } = state;
+  return typeof source === 'string' || source instanceof Uint8Array ? source : undefined;
+}
+
+/** Sends the headers now, with the chunks read so far. */
+function startStreaming(res, chunks) {
+  if (res.destroyed) return;
+  if (chunks.length === 0) {
+    if (!res.headersSent) res.flushHeaders();
+    return;
+  }
+  for (const chunk of chunks) res.write(chunk);
+}
+
+/** Sends the headers and `chunks`, then streams the rest; `pending` is a read in flight, if any. */
+async function streamRest(res, reader, chunks, pending) {
+  const clientGone = new Promise((resolve) => res.once('close', () => resolve(null)));
+  try {
+    startStreaming(res, chunks);
+    for (;;) {
+      const next = await Promise.race([pending ?? reader.read(), clientGone]);
+      pending = undefined;
       if (next === null || res.destroyed) {
         await reader.cancel().catch(() => {});
         return;
