@@ -274,17 +274,20 @@ impl Ctx<'_> {
         }
     }
 
+    /// `URL`: the site's main address, for every deploy (Netlify's meaning), so a deploy's
+    /// pods do not change (and roll) when it goes live.
     fn url(&self) -> String {
-        if self.inputs.active {
-            self.settings
-                .site_urls(self.inputs.site)
-                .into_iter()
-                .next()
-                .unwrap_or_default()
-        } else {
-            self.settings
-                .preview_url(&self.namespace, self.site_name(), &self.deploy_name)
-        }
+        self.settings
+            .site_urls(self.inputs.site)
+            .into_iter()
+            .next()
+            .unwrap_or_default()
+    }
+
+    /// `DEPLOY_URL`: this deploy's own preview address.
+    fn deploy_url(&self) -> String {
+        self.settings
+            .preview_url(&self.namespace, self.site_name(), &self.deploy_name)
     }
 
     fn deployment(&self) -> Deployment {
@@ -403,6 +406,7 @@ impl Ctx<'_> {
             ("SITE_ID", site.uid().unwrap_or_else(|| site.name_any())),
             ("SITE_NAME", site.name_any()),
             ("URL", self.url()),
+            ("DEPLOY_URL", self.deploy_url()),
             ("DEPLOY_ID", self.deploy_name.clone()),
             ("CONTEXT", self.context_name().to_string()),
             ("KPAGES_SHUTDOWN_GRACE_MS", "25000".to_string()),

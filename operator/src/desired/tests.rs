@@ -208,8 +208,9 @@ fn host_env_has_the_site_env_and_deploy_identity() {
         },
     ];
     s.spec.domains = vec!["www.example.com".into()];
-    let o = build(true, 1, &m, &deploy("v1", &m, 0), &s);
-    let h = host(&o);
+    let d = deploy("v1", &m, 0);
+    let built = build(true, 1, &m, &d, &s);
+    let h = host(&built);
     assert_eq!(env(&h, "GREETING").as_deref(), Some("hi"));
     let token = h
         .env
@@ -228,13 +229,39 @@ fn host_env_has_the_site_env_and_deploy_identity() {
     assert_eq!(env(&h, "DEPLOY_ID").as_deref(), Some("v1"));
     assert_eq!(env(&h, "CONTEXT").as_deref(), Some("production"));
     assert_eq!(env(&h, "URL").as_deref(), Some("http://www.example.com"));
+    assert_eq!(
+        env(&h, "DEPLOY_URL").as_deref(),
+        Some("http://v1--web.team.preview.kpages.localhost")
+    );
+    // Whether the deploy is live does not change its pods (no rollout when it goes live).
+    let inactive = build(false, 1, &m, &d, &s);
+    assert_eq!(
+        inactive
+            .deployment
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .template,
+        built
+            .deployment
+            .as_ref()
+            .unwrap()
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+    );
 
+    // Netlify's meaning: URL is the site's main address for every deploy; DEPLOY_URL its own.
     let mut preview = deploy("p1", &m, 1);
     preview.spec.context = DeployContext::Preview;
     let h = host(&build(false, 1, &m, &preview, &s));
     assert_eq!(env(&h, "CONTEXT").as_deref(), Some("preview"));
+    assert_eq!(env(&h, "URL").as_deref(), Some("http://www.example.com"));
     assert_eq!(
-        env(&h, "URL").as_deref(),
+        env(&h, "DEPLOY_URL").as_deref(),
         Some("http://p1--web.team.preview.kpages.localhost")
     );
 }
