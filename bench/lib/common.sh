@@ -89,12 +89,16 @@ cpu_ticks() {
 }
 
 # wrk_once URL HEADER SECONDS: one wrk run from LOAD_CORE; prints the script's JSON line.
+# WRK_SCRIPT replaces the GET-and-report script (row 4 POSTs); every run's request count is
+# also appended to $work/wrk-requests (row 4 cross-checks it against the stream).
 wrk_once() {
-  local url=$1 header=$2 seconds=$3 args=() output
+  local url=$1 header=$2 seconds=$3 args=() output line
   [ -n "$header" ] && args=(-H "$header")
-  output=$(nice -n "$NICE" taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNECTIONS" -d"${seconds}s" --latency \
-    -s "$bench/lib/wrk-report.lua" "${args[@]}" "$url" 2>&1) || { echo "$output" >&2; die "wrk $url failed"; }
-  grep '^WRK ' <<<"$output" | cut -c5- || { echo "$output" >&2; die "wrk printed no result for $url"; }
+  output=$(BENCH_LIB="$bench/lib" nice -n "$NICE" taskset -c "$LOAD_CORE" wrk -t1 -c"$CONNECTIONS" -d"${seconds}s" --latency \
+    -s "${WRK_SCRIPT:-$bench/lib/wrk-report.lua}" "${args[@]}" "$url" 2>&1) || { echo "$output" >&2; die "wrk $url failed"; }
+  line=$(grep '^WRK ' <<<"$output" | cut -c5-) || { echo "$output" >&2; die "wrk printed no result for $url"; }
+  python3 -c 'import json,sys; print(json.loads(sys.argv[1])["requests"])' "$line" >>"$work/wrk-requests"
+  echo "$line"
 }
 
 # compare ROW CASE SPEC...: each SPEC is "label|url|process names whose CPU to record|header".
@@ -122,8 +126,8 @@ compare() {
       errors=$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["errors"])' "$json")
       [ "$errors" = 0 ] || die "row $row $case $label: $errors errors in $json (see $work/*.log)"
       say "  row $row $case run $run/$RUNS $label: $json cpu% {$cpu}"
-      printf '{"kind":"http","row":%s,"case":"%s","target":"%s","run":%s,"cpu_pct":{%s},"wrk":%s}\n' \
-        "$row" "$case" "$label" "$run" "$cpu" "$json" >>"$results"
+      printf '{"kind":"http","row":%s,"case":"%s","target":"%s","run":%s,"conns":%s,"cpu_pct":{%s},"wrk":%s}\n' \
+        "$row" "$case" "$label" "$run" "$CONNECTIONS" "$cpu" "$json" >>"$results"
     done
   done
 }

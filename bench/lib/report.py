@@ -61,7 +61,7 @@ def cpu_per_request(s, name):
     return s["cpu"][name] / 100 * 1e6 / s["rps"]
 
 
-def summary_rows(m, deploys, skips):
+def summary_rows(m, deploys, skips, queue):
     rows = []
     for case in ("static 1k", "static 100k"):
         k, n = m.get((1, case, "kpages")), m.get((1, case, "nginx"))
@@ -96,6 +96,23 @@ def summary_rows(m, deploys, skips):
         rows.append(["3", "Node host hello-world: p50 / p99", f"{ms(h['p50'])} / {ms(h['p99'])}",
                      f"bare node {ms(b['p50'])} / {ms(b['p99'])}", f"p99 {h['p99'] / b['p99']:.2f}×",
                      "(no target)", ""])
+    q = m.get((4, "background 202", "kpages"))
+    lat = next((v for (row, case, t), v in m.items() if row == 4 and case != "background 202"), None)
+    if q:
+        stored = (f"; stream holds {queue['stored']:,} for {queue['accepted']:,} 202s counted"
+                  if queue else "")
+        rows.append(["4", f"background jobs/s into JetStream (202/s, {q['runs'][0].get('conns', 50)} connections)",
+                     num(q["rps"]), "—",
+                     f"CPU per job: router {cpu_per_request(q, 'router-bg'):.0f} µs + nats "
+                     f"{cpu_per_request(q, 'nats'):.0f} µs{stored}",
+                     "≥ 5,000 jobs/s", verdict(q["rps"] >= 5000)])
+        rows.append(["4", f"background 202 p50 / p99 at {q['runs'][0].get('conns', 50)} connections",
+                     f"{ms(q['p50'])} / {ms(q['p99'])}", "—", "(saturated: mostly queueing)",
+                     "(report)", ""])
+    if lat:
+        rows.append(["4", f"background 202 p50 / p99 at {lat['runs'][0].get('conns', 8)} connections",
+                     f"{ms(lat['p50'])} / {ms(lat['p99'])}", "—", f"{num(lat['rps'])} jobs/s",
+                     "p99 ≤ 5 ms", verdict(lat["p99"] <= 5000)])
     first, re = deploys.get("first"), deploys.get("redeploy")
     if first and re:
         fu, ru = first["upload"], re["upload"]
@@ -110,6 +127,10 @@ def summary_rows(m, deploys, skips):
                      f"{rt:.1f} s ({re['build_seconds']:.1f} + {re['upload_seconds']:.1f})",
                      f"first deploy {ft:.1f} s ({first['build_seconds']:.1f} + {first['upload_seconds']:.1f})",
                      f"{rt / ft:.2f}×", "(report)", ""])
+        if "checked" in ru:
+            rows.append(["5", "redeploy: existence checks (HEAD)", f"{ru['checked']:,}",
+                         f"first deploy {fu.get('checked', fu['blobs']):,}",
+                         f"{ru['known']:,} known from the first deploy's manifest", "(report)", ""])
         rows.append(["5", "redeploy: time to Ready", "not measured in this run",
                      "—", "—", "(report)", "needs the testbed"])
     for row, why in sorted(skips.items()):
@@ -130,6 +151,7 @@ def main():
     m = medians([l for l in lines if l["kind"] == "http"])
     deploys = {l["phase"]: l for l in lines if l["kind"] == "deploy"}
     skips = {l["row"]: l["why"] for l in lines if l["kind"] == "skip"}
+    queue = next((l for l in lines if l["kind"] == "queue"), None)
 
     print(f"# kpages benchmarks — {meta['date']}\n")
     print("Produced by `bench/run` (see [bench/README.md](../README.md) for methodology). "
@@ -137,7 +159,7 @@ def main():
           "absolute numbers move with the machine's other load.\n")
     print("## Against the targets of issue 9\n")
     print(table(["#", "what", "kpages", "peer", "ratio", "target", "verdict"],
-                summary_rows(m, deploys, skips)))
+                summary_rows(m, deploys, skips, queue)))
     print("\n## Machine and versions\n")
     facts = [
         ("CPU", f"{meta['cpu']}, {meta['cores']} cores (server on core 0, wrk on core 1)"),
@@ -168,9 +190,10 @@ def main():
         for phase, d in deploys.items():
             u = d["upload"]
             rows.append([phase, f"{d['files']:,}", f"{d['build_seconds']:.2f} s",
+                         f"{u.get('checked', u['blobs']):,}",
                          f"{u['check_seconds']:.2f} s", f"{d['upload_seconds']:.2f} s",
                          f"{u['missing']:,} of {u['blobs']:,}", "yes" if u["manifest_uploaded"] else "no"])
-        print(table(["phase", "files", "kpages build", "missing() check", "upload (check + send, incl. process start)",
+        print(table(["phase", "files", "kpages build", "HEADs", "existence check", "upload (check + send, incl. process start)",
                      "blobs sent", "manifest sent"], rows))
 
 

@@ -225,13 +225,18 @@ async fn deploy(args: &Args) -> Result<(), DeployError> {
         DeployContext::Preview
     };
 
-    // Fail before building or uploading when the Site is not there.
-    let cluster = match &args.emit {
-        Some(_) => None,
+    // Fail before building or uploading when the Site is not there. Its earlier deploys'
+    // manifests say which blobs are stored already (see `upload::KnownBlobs`).
+    let (cluster, previous) = match &args.emit {
+        Some(path) => (
+            None,
+            emitted_manifest(path, &args.site).into_iter().collect(),
+        ),
         None => {
             let cluster = Cluster::connect(&args.cluster).await?;
-            cluster.site(&args.site).await?;
-            Some(cluster)
+            let site = cluster.site(&args.site).await?;
+            let previous = previous_manifests(&cluster, &site).await;
+            (Some(cluster), previous)
         }
     };
 
@@ -252,11 +257,13 @@ async fn deploy(args: &Args) -> Result<(), DeployError> {
     );
 
     let blobs: Vec<Digest> = report.manifest.blobs().into_iter().collect();
+    let known = upload::known_blobs(&store, &previous).await;
     let uploaded = upload::upload(
         &store,
         &report.out_dir.join("blobs/sha256"),
         &blobs,
         report.digest,
+        &known,
         &UploadOptions {
             concurrency: usize::from(args.concurrency),
             ..UploadOptions::default()
@@ -264,11 +271,14 @@ async fn deploy(args: &Args) -> Result<(), DeployError> {
     )
     .await?;
     eprintln!(
-        "uploaded {} of {} blobs ({}) to {store}; {} were already stored",
+        "uploaded {} of {} blobs ({}) to {store}; {} were already stored ({} checked, {} known from {} earlier deploy manifest(s))",
         uploaded.uploaded,
         uploaded.blobs,
         upload::human_bytes(uploaded.uploaded_bytes),
-        uploaded.blobs - uploaded.uploaded
+        uploaded.blobs - uploaded.uploaded,
+        uploaded.checked,
+        uploaded.blobs - uploaded.checked,
+        known.manifests.len()
     );
 
     let name = deploy_name(&args.site, &report.digest, context);
@@ -297,6 +307,56 @@ async fn deploy(args: &Args) -> Result<(), DeployError> {
     let url = wait_live(&cluster, &args.site, &name, context, args.timeout).await?;
     println!("{url}");
     Ok(())
+}
+
+/// How many of the site's other deploys (newest first) lend their manifests, besides the
+/// active one: enough to cover a preview or two since the last production deploy, few enough
+/// that reading them (one GET each) stays cheap next to the HEADs they save.
+const PREVIOUS_DEPLOYS: usize = 3;
+
+/// Manifest digests of the Site's earlier deploys: the active one (from the Site's status),
+/// then the newest others. Best effort: listing Deploys failing only means more HEADs.
+async fn previous_manifests(cluster: &Cluster, site: &Site) -> Vec<Digest> {
+    let mut out: Vec<Digest> = site
+        .status
+        .as_ref()
+        .and_then(|s| s.active_manifest.as_deref())
+        .and_then(|m| m.parse().ok())
+        .into_iter()
+        .collect();
+    match cluster.site_deploys(&site.name_any()).await {
+        Ok(deploys) => out.extend(newest_manifests(deploys, PREVIOUS_DEPLOYS)),
+        Err(e) => eprintln!("note: {e}; checking every blob with the store instead"),
+    }
+    out.dedup();
+    out
+}
+
+/// The manifests of the `n` newest deploys, newest first, each once.
+fn newest_manifests(mut deploys: Vec<Deploy>, n: usize) -> Vec<Digest> {
+    let created = |d: &Deploy| d.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    deploys.sort_by_key(|d| std::cmp::Reverse(created(d)));
+    let mut out: Vec<Digest> = Vec::with_capacity(n);
+    for d in deploys {
+        if out.len() == n {
+            break;
+        }
+        if !out.contains(&d.spec.manifest) {
+            out.push(d.spec.manifest);
+        }
+    }
+    out
+}
+
+/// With `--emit FILE`, the manifest of the Deploy already in FILE for this site (a GitOps
+/// repository's last deploy), if there is one.
+fn emitted_manifest(path: &Path, site: &str) -> Option<Digest> {
+    if path == Path::new("-") {
+        return None;
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let deploy: Deploy = serde_yaml::from_str(&text).ok()?;
+    (deploy.spec.site == site).then_some(deploy.spec.manifest)
 }
 
 /// Checks the site name is a DNS label, as Site names are.

@@ -354,3 +354,89 @@ async fn redeploying_content_older_than_the_active_deploy_points_to_rollback() {
     let err = create(&cluster, &old).await.unwrap_err().to_string();
     assert!(err.contains("kpages rollback --site web web-old"), "{err}");
 }
+
+#[tokio::test]
+async fn earlier_manifests_come_from_the_active_deploy_then_the_newest_others() {
+    let at = |secs: i64| {
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap(),
+        ))
+    };
+    let m = |i: u8| Digest::of(&[i]);
+    let mut state = State::default();
+    let mut s = site("web");
+    s.status = Some(SiteStatus {
+        active_deploy: Some("web-1".into()),
+        active_manifest: Some(m(1).to_string()),
+        ..SiteStatus::default()
+    });
+    state.sites.insert("web".into(), s.clone());
+    for i in 1..=5u8 {
+        let name = format!("web-{i}");
+        let mut d = desired_deploy(&name, None, "web", m(i), DeployContext::Preview, None);
+        d.metadata.creation_timestamp = at(i64::from(i));
+        state.deploys.insert(name, d);
+    }
+    // Another site's deploy lends nothing.
+    let other = desired_deploy(
+        "blog-9",
+        None,
+        "blog",
+        m(9),
+        DeployContext::Production,
+        None,
+    );
+    state.deploys.insert("blog-9".into(), other);
+    let (client, _) = fake_api::start(state);
+    let cluster = Cluster::new(client, None);
+    let got = previous_manifests(&cluster, &s).await;
+    assert_eq!(got, vec![m(1), m(5), m(4), m(3)]);
+
+    // No deploys and no status: nothing known, every blob is checked.
+    let (client, _) = fake_api::start(State::default());
+    let bare = previous_manifests(&Cluster::new(client, None), &site("web")).await;
+    assert!(bare.is_empty());
+}
+
+#[test]
+fn newest_manifests_skip_repeats() {
+    let m = Digest::of(b"same");
+    let deploys: Vec<Deploy> = (0..3)
+        .map(|i| {
+            desired_deploy(
+                &format!("web-{i}"),
+                None,
+                "web",
+                m,
+                DeployContext::Preview,
+                None,
+            )
+        })
+        .collect();
+    assert_eq!(newest_manifests(deploys, 3), vec![m]);
+}
+
+#[test]
+fn an_emitted_deploy_for_the_same_site_names_the_previous_manifest() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("deploy.yaml");
+    assert_eq!(emitted_manifest(&path, "web"), None, "no file yet");
+    let d = desired_deploy(
+        "web-1",
+        None,
+        "web",
+        digest(),
+        DeployContext::Production,
+        None,
+    );
+    std::fs::write(&path, deploy_yaml(&d)).unwrap();
+    assert_eq!(emitted_manifest(&path, "web"), Some(digest()));
+    assert_eq!(
+        emitted_manifest(&path, "blog"),
+        None,
+        "another site's deploy"
+    );
+    std::fs::write(&path, "not: [a deploy").unwrap();
+    assert_eq!(emitted_manifest(&path, "web"), None);
+    assert_eq!(emitted_manifest(Path::new("-"), "web"), None);
+}

@@ -3,9 +3,13 @@
 //! means every blob it names is there too.
 //!
 //! ```text
-//!  build out/blobs/sha256/<hex> ──► missing(files + bundles + manifest) ──► put_file × N (bounded)
-//!                                                                      └──► put_file(manifest) last
+//!  build out/blobs/sha256/<hex> ──► minus blobs named by earlier deploys' manifests (known stored)
+//!    ──► missing(the rest: HEADs, 32 at once) ──► put_file × N (bounded) ──► put_file(manifest) last
 //! ```
+//!
+//! A manifest is stored only after every blob it names, and blobs are never deleted (content
+//! addressed, written once), so a manifest the store can give back vouches for all its blobs:
+//! a redeploy that changed one file of 10,000 asks about one blob and one manifest, not 10,001.
 
 use std::future::Future;
 use std::io::{IsTerminal, Write};
@@ -56,11 +60,30 @@ pub fn store_retry() -> RetryConfig {
     }
 }
 
+/// Blobs known stored without asking: see [`BlobStore::known_blobs`].
+pub use kpages_store::KnownBlobs;
+
+/// Reads the manifests of earlier deploys (see [`BlobStore::known_blobs`]) and notes on
+/// stderr those that failed for another reason than not being in this store.
+pub async fn known_blobs(store: &BlobStore, manifests: &[Digest]) -> KnownBlobs {
+    let known = store.known_blobs(manifests).await;
+    for (digest, e) in &known.unreadable {
+        if !matches!(e, StoreError::NotFound { .. }) {
+            eprintln!(
+                "note: could not read manifest {digest} of an earlier deploy ({e}); checking its blobs instead"
+            );
+        }
+    }
+    known
+}
+
 /// What an upload did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UploadReport {
     /// Blobs the deploy needs, the manifest included.
     pub blobs: usize,
+    /// Blobs the store was asked about (one HEAD each); the others were known stored.
+    pub checked: usize,
     /// Blobs sent (the manifest included when it was sent).
     pub uploaded: usize,
     /// Bytes sent.
@@ -125,19 +148,22 @@ pub enum UploadError {
 }
 
 /// Uploads what `store` lacks of `blobs` (read from `blob_dir/<hex>`), then the manifest.
+/// Blobs in `known` are taken as stored without asking.
 pub async fn upload(
     store: &BlobStore,
     blob_dir: &Path,
     blobs: &[Digest],
     manifest: Digest,
+    known: &KnownBlobs,
     options: &UploadOptions,
 ) -> Result<UploadReport, UploadError> {
     let mut wanted: Vec<Digest> = blobs.iter().copied().filter(|d| *d != manifest).collect();
     wanted.sort_unstable();
     wanted.dedup();
     wanted.push(manifest);
+    let check = known.unknown(&wanted);
     let missing =
-        retry(options, || store.missing(&wanted))
+        retry(options, || store.missing(&check))
             .await
             .map_err(|(source, attempts)| UploadError::Unreachable {
                 store: store.to_string(),
@@ -175,6 +201,7 @@ pub async fn upload(
     );
     let mut report = UploadReport {
         blobs: wanted.len(),
+        checked: check.len(),
         ..UploadReport::default()
     };
     let mut sent = stream::iter(todo)
@@ -413,22 +440,43 @@ mod tests {
         let manifest = d[3];
         let store = BlobStore::local(tmp.path().join("store")).unwrap();
 
-        let first = upload(&store, &dir, &d[..3], manifest, &quick())
-            .await
-            .unwrap();
+        let first = upload(
+            &store,
+            &dir,
+            &d[..3],
+            manifest,
+            &KnownBlobs::default(),
+            &quick(),
+        )
+        .await
+        .unwrap();
         assert_eq!((first.blobs, first.uploaded), (4, 4));
         assert_eq!(first.sent.last(), Some(&manifest));
 
-        let again = upload(&store, &dir, &d[..3], manifest, &quick())
-            .await
-            .unwrap();
+        let again = upload(
+            &store,
+            &dir,
+            &d[..3],
+            manifest,
+            &KnownBlobs::default(),
+            &quick(),
+        )
+        .await
+        .unwrap();
         assert_eq!((again.uploaded, again.uploaded_bytes), (0, 0));
 
         let (_, extra) = artifact(tmp.path(), &[b"d", b"{manifest 2}"]);
         let blobs = [d[0], d[1], extra[0]];
-        let next = upload(&store, &dir, &blobs, extra[1], &quick())
-            .await
-            .unwrap();
+        let next = upload(
+            &store,
+            &dir,
+            &blobs,
+            extra[1],
+            &KnownBlobs::default(),
+            &quick(),
+        )
+        .await
+        .unwrap();
         assert_eq!(next.sent, vec![extra[0], extra[1]]);
         assert_eq!(next.uploaded_bytes, 1 + 12);
     }
@@ -439,11 +487,100 @@ mod tests {
         let (dir, d) = artifact(tmp.path(), &[b"{manifest}"]);
         let store = BlobStore::local(tmp.path().join("store")).unwrap();
         let absent = Digest::of(b"never built");
-        let err = upload(&store, &dir, &[absent], d[0], &quick())
-            .await
-            .unwrap_err();
+        let err = upload(
+            &store,
+            &dir,
+            &[absent],
+            d[0],
+            &KnownBlobs::default(),
+            &quick(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, UploadError::MissingLocal { .. }), "{err}");
         assert!(!store.contains(&d[0]).await.unwrap());
+    }
+
+    fn manifest_naming(files: &[Digest]) -> kpages_crds::Manifest {
+        let mut m: kpages_crds::Manifest = serde_json::from_value(serde_json::json!({
+            "version": 1, "files": {}, "functions": []
+        }))
+        .unwrap();
+        for (i, d) in files.iter().enumerate() {
+            m.files.insert(
+                format!("/f{i}.html"),
+                serde_json::from_value(serde_json::json!({
+                    "digest": d.to_string(), "size": 1, "contentType": "text/html"
+                }))
+                .unwrap(),
+            );
+        }
+        m
+    }
+
+    #[test]
+    fn blobs_named_by_a_known_manifest_are_not_checked() {
+        let d: Vec<Digest> = (0..5u8).map(|i| Digest::of(&[i])).collect();
+        let old_manifest = Digest::of(b"old");
+        let mut known = KnownBlobs::default();
+        assert_eq!(known.unknown(&d), d, "nothing known: everything is checked");
+        known.add(old_manifest, &manifest_naming(&d[..3]));
+        assert_eq!(known.unknown(&d), vec![d[3], d[4]]);
+        // The old manifest itself is known stored; a new manifest is not.
+        assert_eq!(known.unknown(&[old_manifest, d[4]]), vec![d[4]]);
+        assert_eq!(known.manifests, vec![old_manifest]);
+    }
+
+    #[tokio::test]
+    async fn known_blobs_come_from_manifests_the_store_gives_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(tmp.path()).unwrap();
+        let blobs: Vec<Digest> = (0..3u8).map(|i| Digest::of(&[i])).collect();
+        let manifest = manifest_naming(&blobs);
+        let stored = store.put_manifest(&manifest).await.unwrap();
+        let absent = Digest::of(b"a manifest this store never saw");
+        let known = known_blobs(&store, &[absent, stored, stored]).await;
+        assert_eq!(known.manifests, vec![stored]);
+        assert!(blobs.iter().all(|b| known.digests.contains(b)));
+        assert!(known.digests.contains(&stored) && !known.digests.contains(&absent));
+        assert!(matches!(known.unreadable[..], [(d, StoreError::NotFound { .. })] if d == absent));
+        // No manifest readable: nothing known, so every blob is checked (the fallback).
+        let none = known_blobs(&store, &[absent]).await;
+        assert!(none.digests.is_empty() && none.manifests.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_redeploy_checks_only_what_earlier_manifests_do_not_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, d) = artifact(tmp.path(), &[b"a", b"b", b"c", b"d"]);
+        let store = BlobStore::local(tmp.path().join("store")).unwrap();
+        let first_manifest = manifest_naming(&d[..3]);
+        let (_, m1) = artifact(tmp.path(), &[&serde_json::to_vec(&first_manifest).unwrap()]);
+        let first = upload(
+            &store,
+            &dir,
+            &d[..3],
+            m1[0],
+            &KnownBlobs::default(),
+            &quick(),
+        )
+        .await
+        .unwrap();
+        assert_eq!((first.checked, first.uploaded), (4, 4));
+
+        // The second deploy: two old blobs, one new; the first deploy's manifest is known.
+        let known = known_blobs(&store, &[m1[0]]).await;
+        let (_, m2) = artifact(tmp.path(), &[b"{second manifest}"]);
+        let blobs = [d[0], d[1], d[3]];
+        let next = upload(&store, &dir, &blobs, m2[0], &known, &quick())
+            .await
+            .unwrap();
+        assert_eq!(next.blobs, 4);
+        assert_eq!(
+            next.checked, 2,
+            "only the new blob and the new manifest are asked about"
+        );
+        assert_eq!(next.sent, vec![d[3], m2[0]]);
     }
 
     #[test]

@@ -99,6 +99,15 @@ fn uploaded(out: &Output) -> (usize, usize) {
     (words[1].parse().unwrap(), words[3].parse().unwrap())
 }
 
+/// How many blobs the store was asked about (one HEAD each), from "(N checked, …)".
+fn checked(out: &Output) -> usize {
+    let text = stderr(out);
+    let (_, rest) = text
+        .split_once("already stored (")
+        .unwrap_or_else(|| panic!("no check count in:\n{text}"));
+    rest.split_whitespace().next().unwrap().parse().unwrap()
+}
+
 /// The CRD's openAPIV3Schema for Deploy.
 fn deploy_schema() -> serde_json::Value {
     let (_, crd) = kpages_crds::generate::crds()
@@ -138,6 +147,11 @@ fn emit_uploads_everything_then_only_what_changed() {
     let (sent, total) = uploaded(&first);
     // Three files (`_redirects` becomes rules) and the manifest; nothing was stored before.
     assert_eq!((sent, total), (4, 4), "{}", stderr(&first));
+    assert_eq!(
+        checked(&first),
+        4,
+        "no earlier deploy: every blob is checked"
+    );
 
     // The emitted file is a complete Deploy that the API server's rules accept.
     let yaml = std::fs::read_to_string(&emit).unwrap();
@@ -169,6 +183,8 @@ fn emit_uploads_everything_then_only_what_changed() {
     let again = deploy_emit(site.path(), &emit, &url, &env);
     assert!(again.status.success(), "{}", stderr(&again));
     assert_eq!(uploaded(&again), (0, 4));
+    // The Deploy already in the emitted file names this very manifest: nothing to ask.
+    assert_eq!(checked(&again), 0, "{}", stderr(&again));
     assert_eq!(std::fs::read_to_string(&emit).unwrap(), yaml);
 
     // One file changed: that blob and the new manifest.
@@ -176,6 +192,9 @@ fn emit_uploads_everything_then_only_what_changed() {
     let changed = deploy_emit(site.path(), &emit, &url, &env);
     assert!(changed.status.success(), "{}", stderr(&changed));
     assert_eq!(uploaded(&changed), (2, 4));
+    // Only the changed file and the new manifest are asked about: the earlier deploy's
+    // manifest (from the emitted file) vouches for the other two blobs.
+    assert_eq!(checked(&changed), 2, "{}", stderr(&changed));
     let next: Deploy = serde_yaml::from_str(&std::fs::read_to_string(&emit).unwrap()).unwrap();
     assert_ne!(next.spec.manifest, deploy.spec.manifest);
     assert_ne!(next.metadata.name, deploy.metadata.name);

@@ -40,13 +40,29 @@ fn canonical(ip: IpAddr) -> IpAddr {
 
 /// A `traceparent` for the call to the function: the client's trace id and flags when it
 /// sent a valid one, else a new trace; always a new span id.
+///
+/// Ids come from uuid's thread-local generator (`fast-rng`: rand's `ThreadRng`, a ChaCha
+/// CSPRNG seeded from the OS once per thread), not a `getrandom` syscall per id. A new trace
+/// id is a v4 UUID's 32 hex digits (122 random bits; W3C asks for random trace ids); the span
+/// id folds one UUID's halves together so all 64 bits are random (the version and variant
+/// bits sit in different positions of the two halves).
 pub fn child_traceparent(incoming: Option<&str>) -> String {
-    let span = &uuid::Uuid::new_v4().simple().to_string()[..16];
-    if let Some((trace, flags)) = incoming.and_then(parse_traceparent) {
-        return format!("00-{trace}-{span}-{flags}");
+    use std::fmt::Write as _;
+    let v = uuid::Uuid::new_v4().as_u128();
+    let span = ((v as u64) ^ ((v >> 64) as u64)).max(1); // all-zero is an invalid span id
+    let mut out = String::with_capacity(55);
+    out.push_str("00-");
+    match incoming.and_then(parse_traceparent) {
+        Some((trace, flags)) => {
+            let _ = write!(out, "{trace}-{span:016x}-{flags}");
+        }
+        None => {
+            let mut buf = uuid::Uuid::encode_buffer();
+            let trace = uuid::Uuid::new_v4().simple().encode_lower(&mut buf);
+            let _ = write!(out, "{trace}-{span:016x}-01");
+        }
     }
-    let trace = uuid::Uuid::new_v4().simple().to_string();
-    format!("00-{trace}-{span}-01")
+    out
 }
 
 /// The trace id and flags of a valid version-00 `traceparent`.
@@ -67,9 +83,13 @@ fn parse_traceparent(v: &str) -> Option<(&str, &str)> {
     ok.then_some((trace, flags))
 }
 
-/// A new request id: 32 lowercase hex digits.
+/// A new request id: 32 lowercase hex digits (a v4 UUID from the thread-local generator).
 pub fn request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    let mut buf = uuid::Uuid::encode_buffer();
+    uuid::Uuid::new_v4()
+        .simple()
+        .encode_lower(&mut buf)
+        .to_owned()
 }
 
 #[cfg(test)]
@@ -124,6 +144,27 @@ mod tests {
             assert_eq!(parse_traceparent(&out).map(|(t, _)| t.len()), Some(32));
         }
         assert_eq!(request_id().len(), 32);
+    }
+
+    #[test]
+    fn new_ids_are_well_formed_and_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let tp = child_traceparent(None);
+            assert_eq!(tp.len(), 55, "{tp}");
+            let (trace, _) = parse_traceparent(&tp).expect("valid traceparent");
+            let span = &tp[36..52];
+            assert!(seen.insert(trace.to_string()), "repeated trace id {trace}");
+            assert!(seen.insert(span.to_string()), "repeated span id {span}");
+            assert!(tp.ends_with("-01"), "{tp}");
+            let id = request_id();
+            assert_eq!(id.len(), 32);
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            );
+            assert!(seen.insert(id.clone()), "repeated request id {id}");
+        }
     }
 }
 

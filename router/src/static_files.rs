@@ -8,7 +8,7 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use kpages_crds::Digest;
 use kpages_crds::manifest::StaticFile;
@@ -50,6 +50,27 @@ impl Encoding {
             Self::Gzip => format!("\"{}-gzip\"", digest.hex()),
             Self::Brotli => format!("\"{}-br\"", digest.hex()),
         }
+    }
+
+    /// [`Self::etag`] as a header value, built in a stack buffer. Cached files keep theirs
+    /// (see [`Blob`]), so this runs once per cached file and encoding, and per request only
+    /// for 304s and files streamed past the cache.
+    fn etag_value(self, digest: &Digest) -> HeaderValue {
+        let mut buf = [0u8; 72];
+        buf[0] = b'"';
+        let mut n = 1;
+        // 32 bytes always fit 64 hex digits.
+        if hex::encode_to_slice(digest.as_bytes(), &mut buf[1..65]).is_ok() {
+            n = 65;
+        }
+        let suffix: &[u8] = match self {
+            Self::Identity => b"\"",
+            Self::Gzip => b"-gzip\"",
+            Self::Brotli => b"-br\"",
+        };
+        buf[n..n + suffix.len()].copy_from_slice(suffix);
+        n += suffix.len();
+        HeaderValue::from_bytes(&buf[..n]).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
     }
 }
 
@@ -174,20 +195,37 @@ pub enum StaticError {
     },
 }
 
+/// A cached file (or compressed variant) with its `ETag` header value, built once when it
+/// enters the cache rather than formatted per response.
+#[derive(Clone)]
+struct Blob {
+    bytes: Bytes,
+    etag: HeaderValue,
+}
+
+impl Blob {
+    fn new(bytes: Bytes, digest: &Digest, encoding: Encoding) -> Self {
+        Self {
+            bytes,
+            etag: encoding.etag_value(digest),
+        }
+    }
+}
+
 #[derive(Clone)]
 struct ByteWeight;
 
-impl quick_cache::Weighter<(Digest, Encoding), Bytes> for ByteWeight {
-    fn weight(&self, _: &(Digest, Encoding), v: &Bytes) -> u64 {
-        // Count the entry's bookkeeping too, so empty files are not free.
-        v.len() as u64 + 64
+impl quick_cache::Weighter<(Digest, Encoding), Blob> for ByteWeight {
+    fn weight(&self, _: &(Digest, Encoding), v: &Blob) -> u64 {
+        // Count the entry's bookkeeping (and ETag) too, so empty files are not free.
+        v.bytes.len() as u64 + 64 + v.etag.len() as u64
     }
 }
 
 /// Serves static files.
 pub struct StaticFiles {
     store: BlobStore,
-    cache: quick_cache::sync::Cache<(Digest, Encoding), Bytes, ByteWeight>,
+    cache: quick_cache::sync::Cache<(Digest, Encoding), Blob, ByteWeight>,
     max_cached_file: u64,
     metrics: Arc<Metrics>,
 }
@@ -223,7 +261,7 @@ impl StaticFiles {
         }
     }
 
-    async fn cached(&self, digest: Digest, max: u64) -> Result<Bytes, StaticError> {
+    async fn cached(&self, digest: Digest, max: u64) -> Result<Blob, StaticError> {
         let key = (digest, Encoding::Identity);
         if let Some(b) = self.cache.get(&key) {
             self.metrics.cache_lookup(true);
@@ -235,6 +273,7 @@ impl StaticFiles {
                 self.store
                     .get_bytes(&digest, max)
                     .await
+                    .map(|b| Blob::new(b, &digest, Encoding::Identity))
                     .map_err(|e| StaticError::Store {
                         digest,
                         source: Arc::new(e),
@@ -243,22 +282,20 @@ impl StaticFiles {
             .await
     }
 
-    async fn variant(&self, digest: Digest, encoding: Encoding, identity: Bytes) -> Bytes {
+    /// The compressed variant, compressed and cached on first use; `None` if compression
+    /// failed.
+    async fn variant(&self, digest: Digest, encoding: Encoding, identity: Bytes) -> Option<Blob> {
         let key = (digest, encoding);
         if let Some(b) = self.cache.get(&key) {
-            return b;
+            return Some(b);
         }
         let compressed = tokio::task::spawn_blocking(move || compress(&identity, encoding))
             .await
             .ok()
-            .flatten();
-        match compressed {
-            Some(c) => {
-                self.cache.insert(key, c.clone());
-                c
-            }
-            None => Bytes::new(),
-        }
+            .flatten()?;
+        let blob = Blob::new(compressed, &digest, encoding);
+        self.cache.insert(key, blob.clone());
+        Some(blob)
     }
 
     /// Answers a request for a static file.
@@ -277,28 +314,31 @@ impl StaticFiles {
         } else {
             Encoding::Identity
         };
-        let etag = encoding.etag(&digest);
-        let mut resp = Response::builder()
-            .header(header::CONTENT_TYPE, &file.content_type)
-            .header(
-                header::CACHE_CONTROL,
-                req.cache_control
-                    .as_deref()
-                    .unwrap_or(DEFAULT_CACHE_CONTROL),
-            );
+        // Headers are set on the map directly with constant names and, where they are fixed,
+        // static values: no builder, no per-response parsing of names.
+        let mut headers = HeaderMap::with_capacity(8);
+        if let Ok(v) = HeaderValue::from_str(&file.content_type) {
+            headers.insert(header::CONTENT_TYPE, v);
+        }
+        let cache_control = match req.cache_control.as_deref() {
+            None => Ok(HeaderValue::from_static(DEFAULT_CACHE_CONTROL)),
+            Some(cc) => HeaderValue::from_str(cc),
+        };
+        if let Ok(v) = cache_control {
+            headers.insert(header::CACHE_CONTROL, v);
+        }
         if cacheable_status {
-            resp = resp
-                .header(header::ETAG, &etag)
-                .header(header::ACCEPT_RANGES, "bytes");
+            headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
         }
         if can_compress {
-            resp = resp.header(header::VARY, "Accept-Encoding");
+            headers.insert(header::VARY, HeaderValue::from_static("Accept-Encoding"));
         }
         if cacheable_status && let Some(inm) = header(header::IF_NONE_MATCH) {
             let all =
                 [Encoding::Identity, Encoding::Gzip, Encoding::Brotli].map(|e| e.etag(&digest));
             if none_match(inm, &all) {
-                return Ok(finish(resp.status(StatusCode::NOT_MODIFIED), body::empty()));
+                headers.insert(header::ETAG, encoding.etag_value(&digest));
+                return Ok(respond(StatusCode::NOT_MODIFIED, headers, body::empty()));
             }
         }
         if file.size > self.max_cached_file {
@@ -310,71 +350,89 @@ impl StaticFiles {
                         digest,
                         source: Arc::new(e),
                     })?;
-            let resp = resp.status(req.status).header(header::CONTENT_LENGTH, size);
+            if cacheable_status {
+                headers.insert(header::ETAG, encoding.etag_value(&digest));
+            }
+            headers.insert(header::CONTENT_LENGTH, HeaderValue::from(size));
             if is_head {
-                return Ok(finish(resp, body::empty()));
+                return Ok(respond(req.status, headers, body::empty()));
             }
             let frames = futures::StreamExt::map(stream, blob_frame);
-            return Ok(finish(
-                resp,
+            return Ok(respond(
+                req.status,
+                headers,
                 body::boxed_dyn(http_body_util::StreamBody::new(frames)),
             ));
         }
-        let bytes = self.cached(digest, self.max_cached_file).await?;
-        let len = bytes.len() as u64;
-        let if_range_ok = header(header::IF_RANGE).is_none_or(|v| v.trim() == etag);
-        if let Some(range) = range.filter(|_| if_range_ok) {
-            match parse_range(range, len) {
-                RangeRequest::Partial(s, e) => {
-                    let part = bytes.slice(s as usize..=e as usize);
-                    let resp = resp
-                        .status(StatusCode::PARTIAL_CONTENT)
-                        .header(header::CONTENT_RANGE, format!("bytes {s}-{e}/{len}"))
-                        .header(header::CONTENT_LENGTH, part.len());
-                    return Ok(finish(
-                        resp,
-                        if is_head {
+        let identity = self.cached(digest, self.max_cached_file).await?;
+        let len = identity.bytes.len() as u64;
+        if let Some(range) = range {
+            // A range is only served in identity encoding, so the identity ETag is the one.
+            if cacheable_status {
+                headers.insert(header::ETAG, identity.etag.clone());
+            }
+            let if_range_ok = header(header::IF_RANGE)
+                .is_none_or(|v| v.trim().as_bytes() == identity.etag.as_bytes());
+            if if_range_ok {
+                match parse_range(range, len) {
+                    RangeRequest::Partial(s, e) => {
+                        let part = identity.bytes.slice(s as usize..=e as usize);
+                        headers.insert(
+                            header::CONTENT_RANGE,
+                            content_range(&format!("bytes {s}-{e}/{len}")),
+                        );
+                        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(part.len()));
+                        let body = if is_head {
                             body::empty()
                         } else {
                             body::full(part)
-                        },
-                    ));
+                        };
+                        return Ok(respond(StatusCode::PARTIAL_CONTENT, headers, body));
+                    }
+                    RangeRequest::Unsatisfiable => {
+                        headers.insert(
+                            header::CONTENT_RANGE,
+                            content_range(&format!("bytes */{len}")),
+                        );
+                        return Ok(respond(
+                            StatusCode::RANGE_NOT_SATISFIABLE,
+                            headers,
+                            body::empty(),
+                        ));
+                    }
+                    RangeRequest::Full => {}
                 }
-                RangeRequest::Unsatisfiable => {
-                    let resp = resp
-                        .status(StatusCode::RANGE_NOT_SATISFIABLE)
-                        .header(header::CONTENT_RANGE, format!("bytes */{len}"));
-                    return Ok(finish(resp, body::empty()));
-                }
-                RangeRequest::Full => {}
             }
         }
         let (payload, encoding) = match encoding {
-            Encoding::Identity => (bytes, Encoding::Identity),
-            e => {
-                let c = self.variant(digest, e, bytes.clone()).await;
-                if c.is_empty() {
-                    (bytes, Encoding::Identity)
-                } else {
-                    (c, e)
-                }
-            }
-        };
-        let mut resp = resp
-            .status(req.status)
-            .header(header::CONTENT_LENGTH, payload.len());
-        if let Some(token) = encoding.token() {
-            resp = resp.header(header::CONTENT_ENCODING, token);
-        }
-        Ok(finish(
-            resp,
-            if is_head {
-                body::empty()
-            } else {
-                body::full(payload)
+            Encoding::Identity => (identity, Encoding::Identity),
+            e => match self.variant(digest, e, identity.bytes.clone()).await {
+                Some(c) => (c, e),
+                None => (identity, Encoding::Identity),
             },
-        ))
+        };
+        if cacheable_status {
+            headers.insert(header::ETAG, payload.etag);
+        }
+        headers.insert(
+            header::CONTENT_LENGTH,
+            HeaderValue::from(payload.bytes.len()),
+        );
+        if let Some(token) = encoding.token() {
+            headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static(token));
+        }
+        let body = if is_head {
+            body::empty()
+        } else {
+            body::full(payload.bytes)
+        };
+        Ok(respond(req.status, headers, body))
     }
+}
+
+fn content_range(v: &str) -> HeaderValue {
+    // Digits, spaces, '-', '/' and '*' only: always a valid value.
+    HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("bytes */0"))
 }
 
 fn blob_frame(
@@ -390,13 +448,11 @@ fn can_range(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-fn finish(builder: http::response::Builder, body: Body) -> Response<Body> {
-    // Every header above is built from valid parts; a failure would be a bug, answered 500.
-    builder.body(body).unwrap_or_else(|_| {
-        let mut r = Response::new(body::empty());
-        *r.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-        r
-    })
+fn respond(status: StatusCode, headers: HeaderMap, body: Body) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 /// Compresses for an encoding; `None` for identity or if the encoder failed.

@@ -435,6 +435,64 @@ impl BlobStore {
             source,
         })
     }
+
+    /// The blobs that `manifests` (earlier deploys) vouch for, read a few at once: each
+    /// manifest this store gives back, and every blob it names. A manifest is stored only after
+    /// every blob it names and blobs are never deleted, so these need no existence check. A
+    /// manifest that cannot be read vouches for nothing (its blobs are then checked like any
+    /// other): a failure here costs requests, never correctness.
+    pub async fn known_blobs(&self, manifests: &[Digest]) -> KnownBlobs {
+        let mut unique: Vec<Digest> = manifests.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        let fetched: Vec<(Digest, Result<Manifest>)> = stream::iter(unique)
+            .map(|d| async move { (d, self.get_manifest(&d).await) })
+            .buffer_unordered(MANIFEST_READ_CONCURRENCY)
+            .collect()
+            .await;
+        let mut known = KnownBlobs::default();
+        for (digest, result) in fetched {
+            match result {
+                Ok(manifest) => known.add(digest, &manifest),
+                Err(e) => known.unreadable.push((digest, e)),
+            }
+        }
+        known
+    }
+}
+
+/// How many manifests [`BlobStore::known_blobs`] reads at once.
+const MANIFEST_READ_CONCURRENCY: usize = 4;
+
+/// Blobs known to be stored without asking the store: manifests read back from it and every
+/// blob they name (see [`BlobStore::known_blobs`]).
+#[derive(Debug, Default)]
+pub struct KnownBlobs {
+    /// The blobs, the manifests included.
+    pub digests: std::collections::HashSet<Digest>,
+    /// The manifests read.
+    pub manifests: Vec<Digest>,
+    /// Manifests that could not be read, and why (not found: a deploy made against another
+    /// store, or never uploaded).
+    pub unreadable: Vec<(Digest, StoreError)>,
+}
+
+impl KnownBlobs {
+    /// Adds a manifest read back from the store, and every blob it names.
+    pub fn add(&mut self, digest: Digest, manifest: &Manifest) {
+        self.digests.insert(digest);
+        self.digests.extend(manifest.blobs());
+        self.manifests.push(digest);
+    }
+
+    /// The digests among `wanted` the store must still be asked about, in order.
+    pub fn unknown(&self, wanted: &[Digest]) -> Vec<Digest> {
+        wanted
+            .iter()
+            .copied()
+            .filter(|d| !self.digests.contains(d))
+            .collect()
+    }
 }
 
 fn changed_while_reading() -> std::io::Error {
