@@ -571,6 +571,14 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         )
         .await
         .unwrap();
+        // Scaled to zero: no function pod left at all.
+        let pods: Api<Pod> = ns.api();
+        let deadline = tokio::time::Instant::now() + DEADLINE;
+        let by_deploy = ListParams::default().labels(&format!("kpages.dev/deploy={net1}"));
+        while !pods.list(&by_deploy).await.unwrap().items.is_empty() {
+            assert!(tokio::time::Instant::now() < deadline, "the idle deploy's pods remain");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
         let d = deploys.get(&net1).await.unwrap();
         assert_eq!(d.status.as_ref().unwrap().phase, DeployPhase::Ready, "idle, still live");
         let cold = router.get(&net, "/api/hello?name=cold").await;

@@ -19,9 +19,9 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec, JobTemplateSpec};
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvFromSource, EnvVar,
-    EnvVarSource, HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+    EnvVarSource, HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretEnvSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, SleepAction, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
     NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -68,6 +68,9 @@ pub struct Settings {
     /// Replaces the CRD's default Node image (`KPAGES_NODE_IMAGE`) for Sites that keep it.
     pub node_image: Option<String>,
 }
+
+/// Seconds a function pod keeps serving after it is told to stop, before its host drains.
+const PRE_STOP_SECONDS: i64 = 5;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -309,7 +312,8 @@ impl Ctx<'_> {
                 ..PodSecurityContext::default()
             }),
             // The host's own grace (KPAGES_SHUTDOWN_GRACE_MS) is shorter, so it exits first.
-            termination_grace_period_seconds: Some(30),
+            // The pre-stop pause, then the host's drain (KPAGES_SHUTDOWN_GRACE_MS), then SIGKILL.
+            termination_grace_period_seconds: Some(PRE_STOP_SECONDS + 30),
             init_containers: Some(vec![self.fetch_container()]),
             containers: vec![self.host_container()],
             volumes: Some(vec![
@@ -452,6 +456,17 @@ impl Ctx<'_> {
                 ..Probe::default()
             }),
             resources: Some(self.host_resources()),
+            // Keep accepting while the pod's endpoint leaves the EndpointSlices and routers'
+            // tables (they lag the deletion by a moment); then the host drains on SIGTERM.
+            lifecycle: Some(Lifecycle {
+                pre_stop: Some(LifecycleHandler {
+                    sleep: Some(SleepAction {
+                        seconds: PRE_STOP_SECONDS,
+                    }),
+                    ..LifecycleHandler::default()
+                }),
+                ..Lifecycle::default()
+            }),
             security_context: Some(restricted()),
             volume_mounts: Some(vec![
                 mount("bundles", BUNDLE_DIR, true),

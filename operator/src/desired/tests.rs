@@ -493,3 +493,19 @@ fn the_operator_node_image_replaces_only_the_crd_default() {
         "my/node:22"
     );
 }
+
+#[test]
+fn function_pods_keep_serving_while_their_endpoint_leaves_the_routers() {
+    let m = manifest();
+    let o = build(true, 1, &m, &deploy("v1", &m, 0), &site());
+    let pod = o.deployment.unwrap().spec.unwrap().template.spec.unwrap();
+    let sleep = pod.containers[0]
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.pre_stop.as_ref())
+        .and_then(|h| h.sleep.as_ref())
+        .map(|s| s.seconds);
+    assert_eq!(sleep, Some(5));
+    // The pause plus the host's 25 s drain fit in the grace period.
+    assert!(pod.termination_grace_period_seconds.unwrap() >= 5 + 25);
+}
