@@ -224,7 +224,9 @@ async fn active_deploy(api: &Api<Site>, site: &str, deploy: &str) {
 async fn function_logs(ns: &TestNamespace, deploy: &str) -> String {
     let pods: Api<Pod> = ns.api();
     let list = pods
-        .list(&ListParams::default().labels(&format!("kpages.dev/deploy={deploy}")))
+        .list(&ListParams::default().labels(&format!(
+            "kpages.dev/deploy={deploy},app.kubernetes.io/component=functions"
+        )))
         .await
         .unwrap();
     let mut all = String::new();
@@ -574,7 +576,9 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         // Scaled to zero: no function pod left at all.
         let pods: Api<Pod> = ns.api();
         let deadline = tokio::time::Instant::now() + DEADLINE;
-        let by_deploy = ListParams::default().labels(&format!("kpages.dev/deploy={net1}"));
+        let by_deploy = ListParams::default().labels(&format!(
+            "kpages.dev/deploy={net1},app.kubernetes.io/component=functions"
+        ));
         while !pods.list(&by_deploy).await.unwrap().items.is_empty() {
             assert!(tokio::time::Instant::now() < deadline, "the idle deploy's pods remain");
             tokio::time::sleep(Duration::from_millis(500)).await;
