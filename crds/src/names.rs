@@ -21,6 +21,10 @@ pub const FUNCTION_COMPONENT: &str = "functions";
 /// Label naming the function a CronJob or FunctionRoute is for.
 pub const FUNCTION_LABEL: &str = "kpages.dev/function";
 
+/// Annotation routers write on a Deploy: unix seconds of the last function call they saw (or
+/// wanted to make) for it. The operator keeps a deploy's pods while it is recent and scales the
+/// deploy up from zero when it changes.
+pub const LAST_CALL_ANNOTATION: &str = "kpages.dev/last-call";
 /// Port the function host listens on inside function pods.
 pub const HOST_PORT: i32 = 9000;
 /// Name of that port, on the container and the Service.

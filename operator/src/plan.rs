@@ -109,9 +109,7 @@ pub fn plan(site: &Site, deploys: &[DeployInfo]) -> SitePlan {
     }
 }
 
-/// Annotation the router writes on a Deploy: unix seconds of the last function call it saw or
-/// wanted to make (`kpages_router::cluster::LAST_CALL_ANNOTATION`).
-pub const LAST_CALL_ANNOTATION: &str = "kpages.dev/last-call";
+pub use kpages_crds::names::LAST_CALL_ANNOTATION;
 
 /// How many pods a deploy runs, and when to look again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

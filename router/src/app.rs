@@ -24,6 +24,7 @@ use tracing::Instrument;
 
 use crate::body::{self, Body};
 use crate::client;
+use crate::cron::unix_now;
 use crate::geo::GeoLookup;
 use crate::metrics::{Metrics, RouteKind};
 use crate::path::{self, PathError};
@@ -692,12 +693,6 @@ fn request_host<B>(req: &Request<B>) -> String {
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The one place errors become responses: a JSON body naming the request id.

@@ -40,13 +40,11 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::Notify;
 
+use crate::cron::unix_now;
 use crate::resolve::CompiledDeploy;
 use crate::table::{Deploy, RouteTable, Routes, Site, Waker};
 
-/// Annotation on a Deploy: unix seconds of the last function call a router saw (or wanted to
-/// make) for it. The operator keeps a deploy's pods while this is recent and scales it from
-/// zero when it changes.
-pub const LAST_CALL_ANNOTATION: &str = "kpages.dev/last-call";
+pub use kpages_crds::names::LAST_CALL_ANNOTATION;
 
 /// Settings of the cluster source.
 #[derive(Debug, Clone)]
@@ -442,19 +440,15 @@ impl Rebuild {
             .map(|d| deploy_id(&d.namespace().unwrap_or_default(), &d.name_any()))
             .collect();
         self.cells.retain(|id, _| ids.contains(id));
-        let cells = Mutex::new(std::mem::take(&mut self.cells));
+        for id in ids {
+            self.cells.entry(id).or_default();
+        }
         let table = build_table(
             snapshot,
             &|d| self.compiled.get(d).cloned(),
-            &|id| {
-                cells
-                    .lock()
-                    .map(|mut c| c.entry(id.to_string()).or_default().clone())
-                    .unwrap_or_default()
-            },
+            &|id| self.cells.get(id).cloned().unwrap_or_default(),
             &self.config.preview_domain,
         );
-        self.cells = cells.into_inner().unwrap_or_default();
         let (sites, deploys) = (table.sites().len(), table.deploys().count());
         tracing::info!(sites, deploys, "routing table rebuilt");
         table
@@ -541,12 +535,6 @@ async fn note_activity(routes: Arc<Routes>, waker: Arc<DeployWaker>, interval: D
             }
         }
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

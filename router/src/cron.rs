@@ -196,6 +196,13 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
+/// Seconds since the Unix epoch now (0 if the clock is before it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Formats Unix seconds as the ISO 8601 form JavaScript's `toISOString` gives
 /// (`2024-05-01T12:00:00.000Z`).
 pub fn iso8601(unix: i64) -> String {

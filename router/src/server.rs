@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 
 use crate::app::{App, FunctionRunner};
 use crate::body::{self, Body};
+use crate::cron::unix_now;
 use crate::queue::{BoxFuture, QueueError, RedriveFilter};
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
@@ -278,12 +279,6 @@ async fn run_now(app: &App, site: Option<&str>, name: &str) -> Result<(), (Statu
         .run_job(job)
         .await
         .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Binds a listener, with a message that names the address when it is taken.

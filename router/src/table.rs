@@ -89,10 +89,8 @@ impl Deploy {
 
     /// Records a function call now.
     pub fn touch(&self) {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64);
-        self.last_call.store(now, Ordering::Relaxed);
+        self.last_call
+            .store(crate::cron::unix_now(), Ordering::Relaxed);
     }
 }
 
@@ -245,27 +243,33 @@ impl Routes {
     /// An endpoint of deploy `id`. When it has none and a [`Waker`] is installed, wakes the
     /// deploy and waits up to `limit` for a snapshot in which it has one.
     pub async fn endpoint(&self, id: &str, limit: Duration) -> Option<SocketAddr> {
+        // Every warm call ends here, without subscribing to changes.
+        if let Some(addr) = self.ready_endpoint(id)? {
+            return Some(addr);
+        }
+        let waker = self.waker.get()?;
         let mut changes = self.changed.subscribe();
         let deadline = tokio::time::Instant::now() + limit;
-        let mut woken = false;
+        waker.wake(id);
         loop {
-            let table = self.load();
-            let deploy = table.deploy(id)?;
-            deploy.touch();
-            if let Some(addr) = deploy.functions.pick() {
+            // Checked after subscribing too, so a swap in between is not missed.
+            if let Some(addr) = self.ready_endpoint(id)? {
                 return Some(addr);
             }
-            let waker = self.waker.get()?;
-            if !woken {
-                waker.wake(id);
-                woken = true;
-            }
-            drop(table);
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
                 _ => return None,
             }
         }
+    }
+
+    /// `None` when the deploy is not in the current snapshot, else its next ready endpoint
+    /// (noting the call).
+    fn ready_endpoint(&self, id: &str) -> Option<Option<SocketAddr>> {
+        let table = self.current.load();
+        let deploy = table.deploy(id)?;
+        deploy.touch();
+        Some(deploy.functions.pick())
     }
 
     /// The current snapshot.
