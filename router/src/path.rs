@@ -150,6 +150,15 @@ mod tests {
     }
 
     #[test]
+    fn re_encoding_can_outgrow_the_limit() {
+        // 2,048 two-byte characters are 4 KiB raw but 12 KiB once percent-encoded: the
+        // re-encoded form is refused as too long, not silently truncated or accepted.
+        let raw = format!("/{}", "é".repeat(2048));
+        let once = normalize(&raw).unwrap();
+        assert_eq!(normalize(&encode(&once)), Err(PathError::TooLong));
+    }
+
+    #[test]
     fn encode_keeps_slashes_and_escapes_the_rest() {
         assert_eq!(encode("/a b/c%d?e#f"), "/a%20b/c%25d%3Fe%23f");
         assert_eq!(encode("/café"), "/caf%C3%A9");

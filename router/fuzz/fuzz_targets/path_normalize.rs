@@ -1,5 +1,5 @@
 //! Path normalisation never panics, never yields a path that climbs out of the site, and is
-//! idempotent once re-encoded.
+//! idempotent once re-encoded (within the length limit).
 #![no_main]
 
 #[path = "../../src/path.rs"]
@@ -21,10 +21,14 @@ fuzz_target!(|data: &[u8]| {
             "dot segment survived in {p:?} from {raw:?}"
         );
         assert!(!p.contains("//"), "{p:?}");
-        assert_eq!(
-            normalize(&encode(&p)).as_deref(),
-            Ok(p.as_str()),
-            "not idempotent: {raw:?}"
-        );
+        let encoded = encode(&p);
+        // Percent-encoding can triple a path's length (`é` is `%C3%A9`), so the re-encoded
+        // form of a long path may be refused; otherwise it must normalise back to itself.
+        let expected = if encoded.len() > path::MAX_PATH_BYTES {
+            Err(path::PathError::TooLong)
+        } else {
+            Ok(p.clone())
+        };
+        assert_eq!(normalize(&encoded), expected, "not idempotent: {raw:?}");
     }
 });
