@@ -25,11 +25,25 @@ export function currentInvocation() {
 
 /**
  * The deploy and site this process serves. A pod serves one deploy, so these come from the
- * environment the operator (or `kpages dev`) sets, read at call time so tests and
- * `Netlify.env.set` see the same values as user code would.
+ * environment the operator (or `kpages dev`) sets. Read once per process and kept (reading
+ * process.env costs a microsecond per variable, and this is read on every invocation);
+ * `Netlify.env.set`/`delete` call forgetDeployIdentity so user code sees its own changes.
+ * Passing `env` reads that object instead, uncached.
  */
-export function deployIdentity(env = process.env) {
-  return {
+export function deployIdentity(env = undefined) {
+  if (env !== undefined) return readIdentity(env);
+  return (cachedIdentity ??= readIdentity(process.env));
+}
+
+let cachedIdentity;
+
+/** Drops the kept identity: the next deployIdentity() reads process.env again. */
+export function forgetDeployIdentity() {
+  cachedIdentity = undefined;
+}
+
+function readIdentity(env) {
+  return Object.freeze({
     siteId: env.SITE_ID ?? '',
     siteName: env.SITE_NAME ?? '',
     siteUrl: env.URL ?? '',
@@ -38,5 +52,5 @@ export function deployIdentity(env = process.env) {
     accountId: env.ACCOUNT_ID ?? '',
     // Vendors report the serving region; we have no region, so the operator may set one.
     region: env.KPAGES_REGION ?? 'local',
-  };
+  });
 }

@@ -10,6 +10,7 @@
 
 import { parseHostOptions, loadFunctionsFile, ConfigError } from './config.mjs';
 import { installNetlifyGlobal } from './dialects/netlify.mjs';
+import { installHostResponse } from './fetch.mjs';
 import { captureConsole, logger, errorFields, invocationTags } from './logging.mjs';
 import { PendingWork } from './pending.mjs';
 import { FunctionRegistry } from './registry.mjs';
@@ -23,6 +24,7 @@ async function main() {
 
   captureConsole();
   installNetlifyGlobal();
+  installHostResponse();
   // A stray rejection or throw in user code (a timer, an un-awaited promise) is that function's
   // bug, not a reason to drop every other function's in-flight requests.
   process.on('unhandledRejection', (reason) => logger.error('unhandled promise rejection', { ...invocationTags(), ...errorFields(reason) }));

@@ -122,7 +122,7 @@ function createCall(entry, control, req, res, host, invocation) {
   let webRequest;
   const makeWebRequest = () => {
     webRequest = toWebRequest(req, url, { extraHeaders, signal });
-    if (webRequest.body) {
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.once('finish', () => {
         // A streamed body the function never read would stay in the socket and stall the next
         // request on this keep-alive connection. Node's own drain skips requests that were read

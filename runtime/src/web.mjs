@@ -7,6 +7,7 @@
 import { Readable } from 'node:stream';
 import { once } from 'node:events';
 import { userHeaderPairs } from './control.mjs';
+import { HostResponse, HostRequest, canDeferRequest } from './fetch.mjs';
 
 const BODYLESS_METHODS = new Set(['GET', 'HEAD']);
 const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
@@ -15,66 +16,27 @@ const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
  * A Fetch `Request` for the user's view of `req`: absolute public URL, no control headers,
  * the body streamed from the socket.
  *
- * `signal()` returns the AbortSignal that aborts when the client goes away. It is called only
- * when something reads `request.signal` (user code, `request.clone()`, `new Request(request)`,
- * `fetch(request)`): wiring a signal into a Request costs more than building the rest of it,
- * and most functions never look at it. Where this Node's Request does not allow that (see
- * REQUEST_SIGNAL), the signal is created and passed up front as before.
+ * `signal()` returns the AbortSignal that aborts when the client goes away. Where this Node
+ * allows (fetch.mjs), the request is a HostRequest that builds undici's Request — and with it
+ * the signal — only when something needs more than its method, URL and headers.
  */
 export function toWebRequest(req, url, { extraHeaders = [], signal } = {}) {
   const headers = userHeaderPairs(req);
   for (const pair of extraHeaders) if (!hasHeader(headers, pair[0])) headers.push(pair);
+  if (canDeferRequest(req.method)) return new HostRequest(url, req.method, headers, req, signal);
   const init = { method: req.method, headers };
   if (!BODYLESS_METHODS.has(req.method)) {
     init.body = Readable.toWeb(req);
     // Required by the Fetch spec for streaming request bodies.
     init.duplex = 'half';
   }
-  if (signal && !REQUEST_SIGNAL) init.signal = signal();
-  const request = new Request(url, init);
-  if (signal && REQUEST_SIGNAL) {
-    let follower;
-    const get = () => (follower ??= new Request(url, { signal: signal() }))[REQUEST_SIGNAL];
-    Object.defineProperty(request, REQUEST_SIGNAL, { get, enumerable: true, configurable: true });
-  }
-  return request;
+  if (signal) init.signal = signal();
+  return new Request(url, init);
 }
 
 function hasHeader(pairs, name) {
   for (const pair of pairs) if (pair[0] === name) return true;
   return false;
-}
-
-/**
- * The key under which this Node's Request (undici) keeps the signal that `request.signal`,
- * `request.clone()`, `new Request(request)` and `fetch(request)` all read; null when the
- * Request implementation is not built that way, or an accessor there is not honoured by all
- * of them. Checked once, on a probe Request.
- *
- * The accessor returns the signal of a second Request made with the disconnect signal (the
- * "follower", kept alive by the accessor), not the disconnect signal itself: a Request's own
- * signal is what undici links clones to, so `request.signal` is then exactly what an eagerly
- * built Request would have had.
- */
-export const REQUEST_SIGNAL = findRequestSignalKey();
-
-function findRequestSignalKey() {
-  try {
-    const probe = new Request('http://probe.invalid/');
-    const key = Object.getOwnPropertySymbols(probe).find((s) => s.description === 'signal' && probe[s] === probe.signal);
-    if (!key) return null;
-    const controller = new AbortController();
-    const follower = new Request('http://probe.invalid/', { signal: controller.signal });
-    Object.defineProperty(probe, key, { get: () => follower[key], enumerable: true, configurable: true });
-    if (probe.signal !== follower.signal) return null;
-    const copy = new Request(probe);
-    const clone = probe.clone();
-    const reason = new Error('probe');
-    controller.abort(reason);
-    return probe.signal.reason === reason && copy.signal.aborted && clone.signal.aborted ? key : null;
-  } catch {
-    return null;
-  }
 }
 
 /** Reads the whole request body (Lambda events carry it as one string). */
@@ -126,6 +88,15 @@ export async function sendWebResponse(res, response, method) {
   }
   if (cookies !== null && cookies.length > 0) res.setHeader('set-cookie', cookies);
 
+  if (HostResponse.isHostResponse(response)) {
+    // Made from a string, bytes or nothing and untouched: write that, no stream involved.
+    const source = HostResponse.takeSource(response);
+    if (source !== undefined) {
+      if (source === null || method === 'HEAD' || isNullBodyStatus(response.status)) res.end();
+      else if (!res.destroyed) endWith(res, source, typeof source === 'string' ? Buffer.byteLength(source) : source.byteLength);
+      return;
+    }
+  }
   const body = response.body;
   if (!body || method === 'HEAD' || isNullBodyStatus(response.status)) {
     if (body) await body.cancel().catch(() => {});
@@ -268,6 +239,7 @@ async function streamRest(res, reader, chunks, pending) {
 
 /** Reads a Response body to its end without keeping it (background functions' bodies are discarded). */
 export async function drainResponse(response) {
+  if (HostResponse.isHostResponse(response) && HostResponse.takeSource(response) !== undefined) return;
   if (!response.body) return;
   const reader = response.body.getReader();
   for (;;) {

@@ -2,7 +2,7 @@
 // the global `Netlify` object, and — for modules with no default export — Lambda
 // compatibility, because Netlify sites mix both styles in one functions directory.
 
-import { currentInvocation, deployIdentity } from '../context.mjs';
+import { currentInvocation, deployIdentity, forgetDeployIdentity } from '../context.mjs';
 import { CookieJar } from '../cookies.mjs';
 import { logger, invocationTags } from '../logging.mjs';
 import { format } from 'node:util';
@@ -27,7 +27,8 @@ export function createNetlifyAdapter(ns) {
     kind: 'netlify',
     async invoke(call) {
       const request = call.webRequest();
-      const cookies = new CookieJar(request.headers.get('cookie'));
+      // Node joins repeated Cookie headers with "; ", which is what a cookie parser wants.
+      const cookies = new CookieJar(call.req.headers.cookie ?? null);
       const context = createNetlifyContext(call, cookies);
       // `Netlify.context` reads this through AsyncLocalStorage.
       call.invocation.netlifyContext = context;
@@ -64,7 +65,7 @@ export function netlifyGeo(geo) {
 export function createNetlifyContext(call, cookies) {
   const identity = deployIdentity();
   const { control } = call;
-  return {
+  const context = {
     account: { id: identity.accountId },
     cookies,
     deploy: {
@@ -80,7 +81,6 @@ export function createNetlifyContext(call, cookies) {
     requestId: control.requestId,
     server: { region: identity.region },
     site: { id: identity.siteId, name: identity.siteName, url: identity.siteUrl },
-    url: new URL(call.url),
     waitUntil: (promise) => call.waitUntil(promise),
     json: (value, init) => Response.json(value, init),
     log: (...args) => logger.info(format(...args), { source: 'context.log', ...invocationTags() }),
@@ -88,6 +88,10 @@ export function createNetlifyContext(call, cookies) {
       throw new Error('context.next() is only available in Netlify Edge Functions, not in Netlify Functions: return a Response instead');
     },
   };
+  // Parsed on first read (most functions never look); the same URL object every time.
+  let url;
+  Object.defineProperty(context, 'url', { get: () => (url ??= new URL(call.url)), enumerable: true, configurable: true });
+  return context;
 }
 
 /**
@@ -104,9 +108,11 @@ export function installNetlifyGlobal(target = globalThis) {
     has: (name) => Object.prototype.hasOwnProperty.call(process.env, name),
     set: (name, value) => {
       process.env[name] = String(value);
+      forgetDeployIdentity();
     },
     delete: (name) => {
       delete process.env[name];
+      forgetDeployIdentity();
     },
     toObject: () => ({ ...process.env }),
   });
