@@ -604,20 +604,31 @@ impl App {
     }
 }
 
+/// A call's body limit, sync and background timeouts: the function's own, else the manifest's
+/// site-wide one, else the Site object's (cluster mode), else the router's flags — the order
+/// the operator uses for the host's timeouts.
 fn limits_for(config: &Config, deploy: &Deploy, f: &Function) -> (u64, Duration, Duration) {
     let site = &deploy.routes.manifest.site.limits;
+    let object = &deploy.site_limits;
     let body = f
         .limits
         .max_body_bytes
         .or(site.max_body_bytes)
+        .or(object.max_body_bytes)
         .unwrap_or(config.body_limit);
     let secs = |s: Option<u32>| s.map(|s| Duration::from_secs(s.into()));
-    let sync =
-        secs(f.limits.timeout_seconds.or(site.timeout_seconds)).unwrap_or(config.sync_timeout);
+    let sync = secs(
+        f.limits
+            .timeout_seconds
+            .or(site.timeout_seconds)
+            .or(object.timeout_seconds),
+    )
+    .unwrap_or(config.sync_timeout);
     let background = secs(
         f.limits
             .background_timeout_seconds
-            .or(site.background_timeout_seconds),
+            .or(site.background_timeout_seconds)
+            .or(object.background_timeout_seconds),
     )
     .unwrap_or(config.background_timeout);
     (body, sync, background)
@@ -861,5 +872,85 @@ impl Runner for FunctionRunner {
             config: self.config.clone(),
         };
         Box::pin(async move { this.run_job(job).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::SiteLimits;
+    use kpages_crds::Manifest;
+
+    fn function(limits: serde_json::Value) -> Function {
+        serde_json::from_value(serde_json::json!({
+            "name": "f",
+            "bundle": format!("sha256:{}", "a".repeat(64)),
+            "dialect": "netlify",
+            "limits": limits,
+        }))
+        .unwrap()
+    }
+
+    fn deploy(manifest_limits: serde_json::Value, object: SiteLimits) -> Deploy {
+        let mut manifest = Manifest::new();
+        manifest.site.limits = serde_json::from_value(manifest_limits).unwrap();
+        let mut d = Deploy::new(
+            "ns/d",
+            Arc::new(crate::resolve::CompiledDeploy::compile(Arc::new(manifest))),
+            vec![],
+            true,
+        );
+        d.site_limits = object;
+        d
+    }
+
+    #[test]
+    fn limits_come_from_the_function_then_the_manifest_then_the_site_object_then_flags() {
+        let config = Config::default();
+        let object = SiteLimits {
+            timeout_seconds: Some(7),
+            background_timeout_seconds: Some(70),
+            max_body_bytes: Some(7000),
+        };
+        let secs = Duration::from_secs;
+        let none = serde_json::json!({});
+        // The router's flags when nothing else says.
+        let (body, sync, bg) = limits_for(
+            &config,
+            &deploy(none.clone(), SiteLimits::default()),
+            &function(none.clone()),
+        );
+        assert_eq!(
+            (body, sync, bg),
+            (
+                config.body_limit,
+                config.sync_timeout,
+                config.background_timeout
+            )
+        );
+        // The Site object's over the flags.
+        let d = deploy(none.clone(), object);
+        assert_eq!(
+            limits_for(&config, &d, &function(none.clone())),
+            (7000, secs(7), secs(70))
+        );
+        // The manifest's site-wide settings over the Site object, field by field.
+        let d = deploy(
+            serde_json::json!({"timeoutSeconds": 5, "maxBodyBytes": 5000}),
+            object,
+        );
+        assert_eq!(
+            limits_for(&config, &d, &function(none)),
+            (5000, secs(5), secs(70))
+        );
+        // The function's own over everything.
+        assert_eq!(
+            limits_for(
+                &config,
+                &d,
+                &function(serde_json::json!({"backgroundTimeoutSeconds": 3}))
+            ),
+            (5000, secs(5), secs(3))
+        );
     }
 }

@@ -42,7 +42,7 @@ use tokio::sync::Notify;
 
 use crate::cron::unix_now;
 use crate::resolve::CompiledDeploy;
-use crate::table::{Deploy, RouteTable, Routes, Site, Waker};
+use crate::table::{Deploy, RouteTable, Routes, Site, SiteLimits, Waker};
 
 pub use kpages_crds::names::LAST_CALL_ANNOTATION;
 
@@ -112,6 +112,19 @@ pub fn build_table(
             .or_default()
             .push(d);
     }
+    let site_limits: HashMap<(String, String), SiteLimits> = snapshot
+        .sites
+        .iter()
+        .map(|s| {
+            let f = &s.spec.functions;
+            let limits = SiteLimits {
+                timeout_seconds: Some(f.timeout_seconds),
+                background_timeout_seconds: Some(f.background_timeout_seconds),
+                max_body_bytes: Some(f.max_body_bytes),
+            };
+            ((s.namespace().unwrap_or_default(), s.name_any()), limits)
+        })
+        .collect();
     let mut deploys: HashMap<String, Arc<Deploy>> = HashMap::new();
     for d in &snapshot.deploys {
         let ns = d.namespace().unwrap_or_default();
@@ -131,6 +144,10 @@ pub fn build_table(
             d.spec.context == DeployContext::Production,
         );
         deploy.last_call = last_call(&id);
+        // A deploy whose Site is gone keeps the router's defaults for its last queued jobs.
+        if let Some(limits) = site_limits.get(&(ns.clone(), d.spec.site.clone())) {
+            deploy.site_limits = *limits;
+        }
         deploys.insert(id, Arc::new(deploy));
     }
     for site in &snapshot.sites {
@@ -674,6 +691,38 @@ mod tests {
         assert!(t.deploy("team/web-2").unwrap().production);
         assert!(!t.deploy("team/web-3").unwrap().production);
         assert_eq!(t.site_for_host("example.com").unwrap().name, "team/web");
+    }
+
+    #[test]
+    fn deploys_carry_their_site_objects_function_limits() {
+        let mut tight = site("a", "web", &["a.test"], Some("web-1"));
+        let f = &mut Arc::make_mut(&mut tight).spec.functions;
+        f.timeout_seconds = 7;
+        f.background_timeout_seconds = 70;
+        f.max_body_bytes = 4096;
+        let snap = Snapshot {
+            sites: vec![tight],
+            deploys: vec![
+                deploy("a", "web-1", "web", digest(1), true),
+                deploy("a", "orphan-1", "gone", digest(1), true),
+            ],
+            slices: vec![],
+        };
+        let t = build(&snap, &[digest(1)]);
+        let limits = t.deploy("a/web-1").unwrap().site_limits;
+        assert_eq!(
+            limits,
+            SiteLimits {
+                timeout_seconds: Some(7),
+                background_timeout_seconds: Some(70),
+                max_body_bytes: Some(4096),
+            }
+        );
+        assert_eq!(
+            t.deploy("a/orphan-1").unwrap().site_limits,
+            SiteLimits::default(),
+            "a deploy whose Site is gone falls back to the router's flags"
+        );
     }
 
     #[test]

@@ -68,6 +68,17 @@ pub struct Deploy {
     /// Unix seconds of the last function call; carried from snapshot to snapshot so that the
     /// cluster source can tell the operator which deploys are in use (scale to zero).
     pub last_call: Arc<AtomicI64>,
+    /// Limits of the deploy's Site object (cluster mode), used where neither the function nor
+    /// the manifest's site configuration sets one; the router's flags come last.
+    pub site_limits: SiteLimits,
+}
+
+/// A Site's function limits (`spec.functions` of the Site object); `None`: not given.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SiteLimits {
+    pub timeout_seconds: Option<u32>,
+    pub background_timeout_seconds: Option<u32>,
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Deploy {
@@ -84,6 +95,7 @@ impl Deploy {
             functions: FunctionUpstream::new(endpoints),
             production,
             last_call: Arc::default(),
+            site_limits: SiteLimits::default(),
         }
     }
 
