@@ -297,6 +297,7 @@ fn table(site: &str, running: &Running, generation: u64) -> RouteTable {
         eprintln!("kpages dev: warning: {w}");
     }
     RouteTable::single(Site {
+        routes: Default::default(),
         name: site.to_string(),
         deploy: Arc::new(Deploy::new(
             format!("dev-{generation}"),

@@ -242,6 +242,8 @@ fn router_rules() -> BTreeSet<String> {
             &["endpointslices"],
             &["get", "list", "watch"],
         ),
+        // FunctionRoutes to a Service: its cluster IP.
+        ("", &["services"], &["get", "list", "watch"]),
         // Scale from zero: an annotation noting calls; the operator owns replicas.
         ("kpages.dev", &["deploys"], &["patch"]),
     ])

@@ -35,6 +35,7 @@ use crate::queue::{
 };
 use crate::resolve::Decision;
 use crate::rules::{self, RequestFacts};
+use crate::site_routes::RouteTarget;
 use crate::static_files::{self, StaticError, StaticFiles, StaticRequest};
 use crate::table::{Deploy, Routes};
 
@@ -275,6 +276,7 @@ impl App {
         };
         let site_name = site.name.clone();
         let deploy = site.deploy.clone();
+        let site_routes = site.routes.clone();
         let answer = |kind, result| (site_name.clone(), kind, result);
         let path = match path::normalize(req.uri().path()) {
             Ok(p) => p,
@@ -288,7 +290,7 @@ impl App {
         let geo = self.geo.lookup(client_ip);
         let facts = self.facts(&req, host, path, geo.as_ref());
         let authorization = header_str(req.headers(), "authorization");
-        let decision = deploy.routes.resolve(&facts, authorization);
+        let decision = deploy.routes.resolve(&facts, authorization, &site_routes);
         match decision {
             Decision::Redirect { status, location } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
@@ -364,7 +366,89 @@ impl App {
                 RouteKind::Proxy,
                 self.proxy_rule(req, &url, &headers, client_ip).await,
             ),
+            Decision::SiteRoute { index, params } => {
+                let Some(route) = site_routes.get(index) else {
+                    return answer(RouteKind::Other, Err(RouteError::NoSite(facts.host)));
+                };
+                match &route.target {
+                    RouteTarget::Service { authority, name } => answer(
+                        RouteKind::Proxy,
+                        self.proxy_service(req, authority, name, &facts, client_ip)
+                            .await,
+                    ),
+                    RouteTarget::Function {
+                        deploy: target,
+                        function,
+                        invocation,
+                    } => {
+                        let Some(f) = target.routes.function(function) else {
+                            let msg = format!(
+                                "FunctionRoute {} names function {function:?}, which deploy {} does not have",
+                                route.name, target.id
+                            );
+                            return answer(
+                                RouteKind::Other,
+                                Ok(json_status(StatusCode::NOT_FOUND, &msg, request_id)),
+                            );
+                        };
+                        let ctx = CallContext {
+                            site: &site_name,
+                            deploy: target,
+                            function: f,
+                            params: &params,
+                            request_id,
+                            traceparent,
+                            client_ip,
+                            geo: geo.as_ref(),
+                            host: &facts.host,
+                            peer_trusted: self.peer_trusted(peer.ip()),
+                        };
+                        if *invocation == InvocationKind::Background {
+                            answer(RouteKind::Background, self.enqueue(ctx, req).await)
+                        } else {
+                            answer(RouteKind::Function, self.call_function(ctx, req).await)
+                        }
+                    }
+                }
+            }
         }
+    }
+
+    /// Proxies to a Service a FunctionRoute names, keeping the request's Host (the Service
+    /// serves the site's hosts) and saying who asked in `X-Forwarded-*`.
+    async fn proxy_service(
+        &self,
+        req: Request<Body>,
+        authority: &str,
+        name: &str,
+        facts: &RequestFacts,
+        client_ip: IpAddr,
+    ) -> Result<Response<Body>, RouteError> {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let uri: http::Uri = format!("http://{authority}{path_and_query}")
+            .parse()
+            .map_err(|_| ProxyError::BadTarget(format!("Service {name}")))?;
+        let (parts, body) = req.into_parts();
+        let mut headers = parts.headers;
+        proxy::strip_headers(&mut headers);
+        proxy::set(&mut headers, "x-forwarded-for", &client_ip.to_string());
+        proxy::set(&mut headers, "x-forwarded-host", &facts.host);
+        proxy::set(&mut headers, "x-forwarded-proto", "http");
+        Ok(self
+            .upstreams
+            .call(Call {
+                method: parts.method,
+                uri,
+                headers,
+                body,
+                body_limit: self.config.body_limit,
+                timeout: self.config.sync_timeout,
+            })
+            .await?)
     }
 
     fn peer_trusted(&self, ip: IpAddr) -> bool {

@@ -1,9 +1,12 @@
-//! Cluster mode: the routing table built from Site, Deploy and EndpointSlice watches.
+//! Cluster mode: the routing table built from Site, Deploy, EndpointSlice, FunctionRoute and
+//! Service watches.
 //!
 //! ```text
 //!  watch Sites ─────────┐
-//!  watch Deploys ───────┼─► reflector stores ─ change ─► rebuild task (debounced, off the hot path)
-//!  watch EndpointSlices ┘                                  │ new manifests: fetch + verify + compile
+//!  watch Deploys ───────┤
+//!  watch EndpointSlices ┼─► reflector stores ─ change ─► rebuild task (debounced, off the hot path)
+//!  watch FunctionRoutes ┤                                  │ new manifests: fetch + verify + compile
+//!  watch Services ──────┘                                  │
 //!                                                          ▼ (cached by digest)
 //!                                               build_table() ─► Routes::swap (atomic)
 //!  request for a deploy with no ready pod ─► Waker ─► annotate Deploy `kpages.dev/last-call`
@@ -29,9 +32,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kpages_crds::function_route::RouteInvocation;
+use kpages_crds::manifest::InvocationKind;
 use kpages_crds::names::{DEPLOY_LABEL, HOST_PORT_NAME, label_value};
-use kpages_crds::{Deploy as DeployObject, DeployContext, Digest, Site as SiteObject};
+use kpages_crds::{
+    Deploy as DeployObject, DeployContext, Digest, FunctionRoute as FunctionRouteObject,
+    Site as SiteObject,
+};
 use kpages_store::BlobStore;
 use kube::api::{Patch, PatchParams};
 use kube::core::DeserializeGuard;
@@ -42,6 +51,7 @@ use tokio::sync::Notify;
 
 use crate::cron::unix_now;
 use crate::resolve::CompiledDeploy;
+use crate::site_routes::{RouteTarget, SiteRoute, SiteRoutes};
 use crate::table::{Deploy, RouteTable, Routes, Site, SiteLimits, Waker};
 
 pub use kpages_crds::names::LAST_CALL_ANNOTATION;
@@ -90,6 +100,10 @@ pub struct Snapshot {
     pub deploys: Vec<Arc<DeployObject>>,
     /// EndpointSlices of function Services.
     pub slices: Vec<Arc<EndpointSlice>>,
+    /// FunctionRoutes (the operator's generated ones included; build_table skips them).
+    pub routes: Vec<Arc<FunctionRouteObject>>,
+    /// Services, for FunctionRoutes whose backend is a Service.
+    pub services: Vec<Arc<Service>>,
 }
 
 /// Builds the routing table from watched objects: pure, so that tests need no cluster.
@@ -165,6 +179,7 @@ pub fn build_table(
                 table.insert(
                     &[host],
                     Site {
+                        routes: Default::default(),
                         name: site_key.clone(),
                         deploy: deploy.clone(),
                     },
@@ -179,9 +194,11 @@ pub fn build_table(
         if let Some(deploy) = active {
             let mut hosts: Vec<String> = site.spec.domains.clone();
             hosts.push(format!("{name}.{ns}.{preview_domain}"));
+            let routes = site_routes(snapshot, &ns, &name, deploy, &deploys);
             table.insert(
                 &hosts,
                 Site {
+                    routes: Arc::new(routes),
                     name: site_key,
                     deploy: deploy.clone(),
                 },
@@ -193,6 +210,106 @@ pub fn build_table(
         table.insert_deploy(deploy);
     }
     table
+}
+
+/// The FunctionRoutes users wrote for a site, compiled, on the site's own hosts (not on
+/// per-deploy preview hosts). Skipped, with a log line: routes the operator generated (they
+/// mirror the manifest, which the router reads itself), routes it has not accepted for their
+/// current generation, and routes whose backend is not there (a deploy not loaded, a Service
+/// without a cluster IP or without the port).
+fn site_routes(
+    snapshot: &Snapshot,
+    ns: &str,
+    site: &str,
+    active: &Arc<Deploy>,
+    deploys: &HashMap<String, Arc<Deploy>>,
+) -> SiteRoutes {
+    let mut out = Vec::new();
+    for r in &snapshot.routes {
+        if r.namespace().as_deref() != Some(ns) || r.spec.site != site || generated(r) {
+            continue;
+        }
+        let name = format!("{ns}/{}", r.name_any());
+        if !accepted(r) {
+            tracing::debug!(route = %name, "FunctionRoute not accepted (yet); not served");
+            continue;
+        }
+        let target = match (&r.spec.backend.function, &r.spec.backend.service) {
+            (Some(f), _) => {
+                let deploy = match &f.deploy {
+                    None => Some(active.clone()),
+                    Some(d) => deploys.get(&deploy_id(ns, d)).cloned(),
+                };
+                let Some(deploy) = deploy else {
+                    tracing::warn!(route = %name, deploy = ?f.deploy, "FunctionRoute names a deploy that is not loaded; not served");
+                    continue;
+                };
+                RouteTarget::Function {
+                    deploy,
+                    function: f.name.clone(),
+                    invocation: match r.spec.invocation {
+                        RouteInvocation::Sync => InvocationKind::Sync,
+                        RouteInvocation::Background => InvocationKind::Background,
+                    },
+                }
+            }
+            (None, Some(svc)) => match service_authority(snapshot, ns, &svc.name, svc.port) {
+                Some(authority) => RouteTarget::Service {
+                    authority,
+                    name: format!("{ns}/{}:{}", svc.name, svc.port),
+                },
+                None => {
+                    tracing::warn!(route = %name, service = %svc.name, port = svc.port, "FunctionRoute's Service has no cluster IP or no such port; not served");
+                    continue;
+                }
+            },
+            (None, None) => continue,
+        };
+        match SiteRoute::compile(name.clone(), &r.spec, target) {
+            Ok(route) => out.push(route),
+            Err(e) => {
+                tracing::warn!(route = %name, error = %e, "FunctionRoute cannot be compiled; not served")
+            }
+        }
+    }
+    SiteRoutes::new(out)
+}
+
+/// Whether the operator generated this route from a deploy's manifest (it is owned by the
+/// Deploy).
+fn generated(r: &FunctionRouteObject) -> bool {
+    r.owner_references()
+        .iter()
+        .any(|o| o.kind == "Deploy" && o.api_version.starts_with("kpages.dev/"))
+}
+
+/// Whether the operator accepted the route as it is now (`Accepted=True` for this generation).
+fn accepted(r: &FunctionRouteObject) -> bool {
+    let Some(status) = &r.status else {
+        return false;
+    };
+    let current = r.metadata.generation;
+    status.observed_generation == current
+        && status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Accepted" && c.status == "True")
+}
+
+/// `<cluster IP>:<port>` of a Service that has that port.
+fn service_authority(snapshot: &Snapshot, ns: &str, name: &str, port: i32) -> Option<String> {
+    let svc = snapshot
+        .services
+        .iter()
+        .find(|s| s.namespace().as_deref() == Some(ns) && s.name_any() == name)?;
+    let spec = svc.spec.as_ref()?;
+    let ip: IpAddr = spec.cluster_ip.as_deref()?.parse().ok()?;
+    let port = u16::try_from(port).ok()?;
+    spec.ports
+        .iter()
+        .flatten()
+        .any(|p| p.port == i32::from(port))
+        .then(|| SocketAddr::new(ip, port).to_string())
 }
 
 /// A deploy's id in the table and in queued jobs: `<namespace>/<name>`.
@@ -261,28 +378,38 @@ pub async fn run(
     };
     let mut stores = Vec::new();
     for ns in &scopes {
-        let (sites_api, deploys_api, slices_api) = match ns {
-            Some(ns) => (
-                Api::<DeserializeGuard<SiteObject>>::namespaced(client.clone(), ns),
-                Api::<DeserializeGuard<DeployObject>>::namespaced(client.clone(), ns),
-                Api::<EndpointSlice>::namespaced(client.clone(), ns),
+        stores.push(Stores {
+            sites: reflect(
+                scoped(&client, *ns),
+                watcher::Config::default(),
+                &changed,
+                &synced,
             ),
-            None => (
-                Api::all(client.clone()),
-                Api::all(client.clone()),
-                Api::all(client.clone()),
+            deploys: reflect(
+                scoped(&client, *ns),
+                watcher::Config::default(),
+                &changed,
+                &synced,
             ),
-        };
-        stores.push((
-            reflect(sites_api, watcher::Config::default(), &changed, &synced),
-            reflect(deploys_api, watcher::Config::default(), &changed, &synced),
-            reflect(
-                slices_api,
+            slices: reflect(
+                scoped(&client, *ns),
                 watcher::Config::default().labels("app.kubernetes.io/managed-by=kpages"),
                 &changed,
                 &synced,
             ),
-        ));
+            routes: reflect(
+                scoped(&client, *ns),
+                watcher::Config::default(),
+                &changed,
+                &synced,
+            ),
+            services: reflect(
+                scoped(&client, *ns),
+                watcher::Config::default(),
+                &changed,
+                &synced,
+            ),
+        });
     }
 
     let waker = Arc::new(DeployWaker::new(client.clone()));
@@ -305,14 +432,20 @@ pub async fn run(
         tokio::time::sleep(config.debounce).await;
         // Serve nothing until every watch has listed once: a partial table would 404 sites
         // that exist.
-        if synced.count() < 3 * stores.len() {
+        if synced.count() < Stores::WATCHES * stores.len() {
             continue;
         }
         let mut snapshot = Snapshot::default();
-        for (sites, deploys, slices) in &stores {
-            snapshot.sites.extend(valid(&sites.state(), "Site"));
-            snapshot.deploys.extend(valid(&deploys.state(), "Deploy"));
-            snapshot.slices.extend(slices.state());
+        for st in &stores {
+            snapshot.sites.extend(valid(&st.sites.state(), "Site"));
+            snapshot
+                .deploys
+                .extend(valid(&st.deploys.state(), "Deploy"));
+            snapshot.slices.extend(st.slices.state());
+            snapshot
+                .routes
+                .extend(valid(&st.routes.state(), "FunctionRoute"));
+            snapshot.services.extend(st.services.state());
         }
         let table = rebuild.table(&snapshot).await;
         routes.swap(table);
@@ -324,6 +457,32 @@ pub async fn run(
                 changed.notify_one();
             });
         }
+    }
+}
+
+/// The reflector stores of one watch scope (a namespace, or all).
+struct Stores {
+    sites: Store<DeserializeGuard<SiteObject>>,
+    deploys: Store<DeserializeGuard<DeployObject>>,
+    slices: Store<EndpointSlice>,
+    routes: Store<DeserializeGuard<FunctionRouteObject>>,
+    services: Store<Service>,
+}
+
+impl Stores {
+    /// Watches per scope: all must have listed before the first table is built.
+    const WATCHES: usize = 5;
+}
+
+/// An Api on one namespace, or on all.
+fn scoped<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
     }
 }
 
@@ -659,6 +818,7 @@ mod tests {
                 deploy("team", "web-3", "web", digest(3), false),
             ],
             slices: vec![],
+            ..Default::default()
         };
         let t = build(&snap, &[digest(1), digest(2), digest(3)]);
         assert_eq!(served(&t, "example.com").as_deref(), Some("team/web-2"));
@@ -693,6 +853,168 @@ mod tests {
         assert_eq!(t.site_for_host("example.com").unwrap().name, "team/web");
     }
 
+    fn route(
+        ns: &str,
+        name: &str,
+        json: serde_json::Value,
+        accepted: Option<bool>,
+    ) -> Arc<FunctionRouteObject> {
+        let mut r = FunctionRouteObject::new(name, serde_json::from_value(json).unwrap());
+        r.metadata.namespace = Some(ns.into());
+        r.metadata.generation = Some(2);
+        r.status = accepted.map(|ok| kpages_crds::FunctionRouteStatus {
+            observed_generation: Some(2),
+            conditions: vec![k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {
+                type_: "Accepted".into(),
+                status: if ok { "True" } else { "False" }.into(),
+                reason: "Test".into(),
+                message: String::new(),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+                observed_generation: Some(2),
+            }],
+            ..Default::default()
+        });
+        Arc::new(r)
+    }
+
+    fn service(ns: &str, name: &str, ip: &str, port: i32) -> Arc<Service> {
+        let mut s: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"clusterIP": ip, "ports": [{"port": port}]},
+        }))
+        .unwrap();
+        s.metadata.namespace = Some(ns.into());
+        Arc::new(s)
+    }
+
+    #[test]
+    fn accepted_user_routes_reach_the_active_sites_hosts_only() {
+        let m = |path: &str| serde_json::json!([{"path": {"type": "PathPrefix", "value": path}}]);
+        let mut generated = route(
+            "a",
+            "web-1-f-0",
+            serde_json::json!({"site": "web", "matches": m("/gen"), "backend": {"function": {"name": "f", "deploy": "web-1"}}}),
+            Some(true),
+        );
+        Arc::make_mut(&mut generated).metadata.owner_references = Some(vec![
+            k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference {
+                api_version: "kpages.dev/v1alpha1".into(),
+                kind: "Deploy".into(),
+                name: "web-1".into(),
+                uid: "u".into(),
+                ..Default::default()
+            },
+        ]);
+        let mut stale = route(
+            "a",
+            "stale",
+            serde_json::json!({"site": "web", "matches": m("/stale"), "backend": {"service": {"name": "svc", "port": 80}}}),
+            Some(true),
+        );
+        Arc::make_mut(&mut stale).metadata.generation = Some(3);
+        let snap = Snapshot {
+            sites: vec![site("a", "web", &["a.test"], Some("web-1"))],
+            deploys: vec![
+                deploy("a", "web-1", "web", digest(1), true),
+                deploy("a", "web-2", "web", digest(2), false),
+            ],
+            slices: vec![],
+            routes: vec![
+                route(
+                    "a",
+                    "svc",
+                    serde_json::json!({"site": "web", "matches": m("/svc"), "backend": {"service": {"name": "svc", "port": 80}}}),
+                    Some(true),
+                ),
+                route(
+                    "a",
+                    "pinned",
+                    serde_json::json!({"site": "web", "matches": m("/old"), "backend": {"function": {"name": "f", "deploy": "web-2"}}}),
+                    Some(true),
+                ),
+                route(
+                    "a",
+                    "active",
+                    serde_json::json!({"site": "web", "matches": m("/fn"), "backend": {"function": {"name": "f"}}, "invocation": "Background"}),
+                    Some(true),
+                ),
+                route(
+                    "a",
+                    "refused",
+                    serde_json::json!({"site": "web", "matches": m("/no"), "backend": {"service": {"name": "svc", "port": 80}}}),
+                    Some(false),
+                ),
+                route(
+                    "a",
+                    "unseen",
+                    serde_json::json!({"site": "web", "matches": m("/unseen"), "backend": {"service": {"name": "svc", "port": 80}}}),
+                    None,
+                ),
+                route(
+                    "a",
+                    "wrong-port",
+                    serde_json::json!({"site": "web", "matches": m("/port"), "backend": {"service": {"name": "svc", "port": 81}}}),
+                    Some(true),
+                ),
+                route(
+                    "a",
+                    "other-site",
+                    serde_json::json!({"site": "blog", "matches": m("/blog"), "backend": {"service": {"name": "svc", "port": 80}}}),
+                    Some(true),
+                ),
+                route(
+                    "b",
+                    "other-ns",
+                    serde_json::json!({"site": "web", "matches": m("/b"), "backend": {"service": {"name": "svc", "port": 80}}}),
+                    Some(true),
+                ),
+                generated,
+                stale,
+            ],
+            services: vec![service("a", "svc", "10.202.0.9", 80)],
+        };
+        let t = build(&snap, &[digest(1), digest(2)]);
+        let site = t.site_for_host("a.test").unwrap();
+        let find = |path: &str| {
+            let facts = crate::rules::RequestFacts {
+                method: "GET".into(),
+                host: "a.test".into(),
+                path: path.into(),
+                ..Default::default()
+            };
+            site.routes
+                .find(&facts, path, &|_| false)
+                .map(|(i, _)| site.routes.get(i).unwrap().clone())
+        };
+        match find("/svc/x").map(|r| r.target) {
+            Some(RouteTarget::Service { authority, .. }) => assert_eq!(authority, "10.202.0.9:80"),
+            other => panic!("{other:?}"),
+        }
+        match find("/old").map(|r| r.target) {
+            Some(RouteTarget::Function { deploy, .. }) => assert_eq!(deploy.id, "a/web-2"),
+            other => panic!("{other:?}"),
+        }
+        match find("/fn").map(|r| r.target) {
+            Some(RouteTarget::Function {
+                deploy, invocation, ..
+            }) => {
+                assert_eq!(deploy.id, "a/web-1");
+                assert_eq!(invocation, InvocationKind::Background);
+            }
+            other => panic!("{other:?}"),
+        }
+        for path in ["/no", "/unseen", "/port", "/blog", "/b", "/gen", "/stale"] {
+            assert!(find(path).is_none(), "{path} must not be served");
+        }
+        let preview = t.site_for_host("web-2--web.a.preview.test").unwrap();
+        assert!(
+            preview.routes.is_empty(),
+            "per-deploy preview hosts serve the deploy alone"
+        );
+    }
+
     #[test]
     fn deploys_carry_their_site_objects_function_limits() {
         let mut tight = site("a", "web", &["a.test"], Some("web-1"));
@@ -707,6 +1029,7 @@ mod tests {
                 deploy("a", "orphan-1", "gone", digest(1), true),
             ],
             slices: vec![],
+            ..Default::default()
         };
         let t = build(&snap, &[digest(1)]);
         let limits = t.deploy("a/web-1").unwrap().site_limits;
@@ -737,6 +1060,7 @@ mod tests {
                 deploy("b", "web-1", "web", digest(2), true),
             ],
             slices: vec![],
+            ..Default::default()
         };
         // Manifest 1 could not be fetched: site a has nothing to serve yet.
         let t = build(&snap, &[digest(2)]);
@@ -774,6 +1098,7 @@ mod tests {
                 slice("a", "web-2", "metrics", &[("10.0.0.9", Some(true), false)]),
                 slice("other", "web-2", "http", &[("10.0.0.8", Some(true), false)]),
             ],
+            ..Default::default()
         };
         let t = build(&snap, &[digest(1)]);
         let eps = |id: &str| t.deploy(id).unwrap().functions.endpoints().to_vec();
@@ -796,6 +1121,7 @@ mod tests {
             sites: vec![],
             deploys: vec![deploy("a", "web-1", "web", digest(1), true)],
             slices: vec![],
+            ..Default::default()
         };
         let t = build(&snap, &[digest(1)]);
         assert!(t.deploy("a/web-1").is_some());
@@ -809,6 +1135,7 @@ mod tests {
             sites: vec![site("a", "web", &[], Some("web-1"))],
             deploys: vec![deploy("a", "web-1", "web", digest(1), true)],
             slices: vec![],
+            ..Default::default()
         };
         let compiled = Arc::new(CompiledDeploy::compile(Arc::new(Manifest::new())));
         let cell: Arc<std::sync::atomic::AtomicI64> = Arc::default();

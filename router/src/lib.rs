@@ -22,6 +22,7 @@ pub mod resolve;
 pub mod rules;
 pub mod scheduler;
 pub mod server;
+pub mod site_routes;
 pub mod static_files;
 pub mod table;
 pub mod trace;

@@ -2,9 +2,9 @@
 //! Netlify and EdgeOne Pages as one pure function.
 //!
 //! ```text
-//!  Basic-Auth ─► `important` rules ─► /.netlify/functions/<name> ─► function routes
-//!    (401)        (redirects!)         (no declared path only)       (unless preferStatic
-//!                                                                      and a file exists)
+//!  Basic-Auth ─► `important` rules ─► /.netlify/functions/<name> ─► site routes ─► function routes
+//!    (401)        (redirects!)         (no declared path only)      (FunctionRoute  (unless preferStatic
+//!                                                                    objects)        and a file exists)
 //!  ─► redirects / rewrites / proxies (an unforced rule is shadowed by an existing file)
 //!  ─► static file (pretty URLs) ─► 404 page
 //! ```
@@ -19,6 +19,7 @@ use kpages_crds::manifest::{Function, InvocationKind, RouteSyntax, is_function_n
 
 use crate::pattern::{Params, Pattern};
 use crate::rules::{CacheRules, HeaderRules, Redirect, RequestFacts};
+use crate::site_routes::SiteRoutes;
 
 /// The prefix under which Netlify exposes functions that declare no path.
 pub const FUNCTIONS_PREFIX: &str = "/.netlify/functions/";
@@ -62,6 +63,13 @@ pub enum Decision {
     Empty {
         /// Response status.
         status: u16,
+    },
+    /// A route of the site's own (a FunctionRoute object, see [`crate::site_routes`]).
+    SiteRoute {
+        /// Index into the site's [`SiteRoutes`].
+        index: usize,
+        /// Route parameters.
+        params: Params,
     },
     /// A malformed request (`/.netlify/functions/` with an invalid name).
     BadRequest(String),
@@ -159,8 +167,14 @@ impl CompiledDeploy {
     }
 
     /// Decides what to do with a request. `authorization` is the request's
-    /// `Authorization` header, checked against `Basic-Auth` header rules.
-    pub fn resolve(&self, facts: &RequestFacts, authorization: Option<&str>) -> Decision {
+    /// `Authorization` header, checked against `Basic-Auth` header rules; `site_routes` are
+    /// the site's FunctionRoutes (empty outside cluster mode).
+    pub fn resolve(
+        &self,
+        facts: &RequestFacts,
+        authorization: Option<&str>,
+        site_routes: &SiteRoutes,
+    ) -> Decision {
         if let Some(auth) = self.headers.basic_auth_for(&facts.host, &facts.path)
             && !auth.allows(authorization)
         {
@@ -169,10 +183,10 @@ impl CompiledDeploy {
         let file_exists = self.find_static(&facts.path).is_some();
         for r in self.redirects.iter().filter(|r| r.rule.important) {
             if let Some(m) = r.matches(facts) {
-                return self.apply_rule(m.rule.status, m.to, &m.rule.headers, facts);
+                return self.apply_rule(m.rule.status, m.to, &m.rule.headers, facts, site_routes);
             }
         }
-        if let Some(d) = self.function_for(facts, &facts.path) {
+        if let Some(d) = self.function_for(facts, &facts.path, site_routes) {
             return d;
         }
         for r in self.redirects.iter().filter(|r| !r.rule.important) {
@@ -180,7 +194,7 @@ impl CompiledDeploy {
                 continue;
             }
             if let Some(m) = r.matches(facts) {
-                return self.apply_rule(m.rule.status, m.to, &m.rule.headers, facts);
+                return self.apply_rule(m.rule.status, m.to, &m.rule.headers, facts, site_routes);
             }
         }
         match self.find_static(&facts.path) {
@@ -192,8 +206,13 @@ impl CompiledDeploy {
         }
     }
 
-    /// A function for `path`: `/.netlify/functions/<name>` or a declared route.
-    fn function_for(&self, facts: &RequestFacts, path: &str) -> Option<Decision> {
+    /// A function for `path`: `/.netlify/functions/<name>`, a site route or a declared route.
+    fn function_for(
+        &self,
+        facts: &RequestFacts,
+        path: &str,
+        site_routes: &SiteRoutes,
+    ) -> Option<Decision> {
         if let Some(rest) = path.strip_prefix(FUNCTIONS_PREFIX) {
             let name = rest.split('/').next().unwrap_or("");
             if !is_function_name(name) {
@@ -211,6 +230,11 @@ impl CompiledDeploy {
                 }
                 _ => self.not_found(404),
             });
+        }
+        if let Some((index, params)) =
+            site_routes.find(facts, path, &|p| self.find_static(p).is_some())
+        {
+            return Some(Decision::SiteRoute { index, params });
         }
         for route in &self.routes {
             let f = &self.manifest.functions[route.function];
@@ -264,6 +288,7 @@ impl CompiledDeploy {
         to: String,
         headers: &std::collections::BTreeMap<String, String>,
         facts: &RequestFacts,
+        site_routes: &SiteRoutes,
     ) -> Decision {
         let absolute = to.starts_with("http://") || to.starts_with("https://");
         match status {
@@ -288,7 +313,7 @@ impl CompiledDeploy {
                     return self.not_found(404);
                 };
                 if status == 200
-                    && let Some(d) = self.function_for(facts, &target)
+                    && let Some(d) = self.function_for(facts, &target, site_routes)
                 {
                     return d;
                 }
@@ -606,7 +631,11 @@ mod tests {
                 query: query.into(),
                 ..Default::default()
             };
-            assert_eq!(d.resolve(&facts, None), want, "{method} {path}?{query}");
+            assert_eq!(
+                d.resolve(&facts, None, &SiteRoutes::default()),
+                want,
+                "{method} {path}?{query}"
+            );
         }
     }
 
@@ -624,7 +653,10 @@ mod tests {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("u:p")
         );
-        assert_eq!(d.resolve(&facts, Some(&ok)), stat("/admin/index.html", 200));
+        assert_eq!(
+            d.resolve(&facts, Some(&ok), &SiteRoutes::default()),
+            stat("/admin/index.html", 200)
+        );
     }
 
     #[test]
@@ -638,9 +670,12 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.resolve(&facts("/a"), None),
+            d.resolve(&facts("/a"), None, &SiteRoutes::default()),
             Decision::Empty { status: 404 }
         );
-        assert_eq!(d.resolve(&facts("/a.html"), None), stat("/a.html", 200));
+        assert_eq!(
+            d.resolve(&facts("/a.html"), None, &SiteRoutes::default()),
+            stat("/a.html", 200)
+        );
     }
 }

@@ -157,6 +157,7 @@ mod tests {
             source: None,
         });
         let routes = Arc::new(Routes::new(RouteTable::single(Site {
+            routes: Default::default(),
             name: "s".into(),
             deploy: Arc::new(Deploy::new(
                 "d",

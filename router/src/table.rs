@@ -113,6 +113,9 @@ pub struct Site {
     pub name: String,
     /// The deploy serving the site.
     pub deploy: Arc<Deploy>,
+    /// FunctionRoutes written for the site (cluster mode), tried before the deploy's own
+    /// function routes.
+    pub routes: Arc<crate::site_routes::SiteRoutes>,
 }
 
 /// An immutable snapshot of everything the router serves.
@@ -196,7 +199,7 @@ impl RouteTable {
     }
 }
 
-fn strip_port(host: &str) -> &str {
+pub(crate) fn strip_port(host: &str) -> &str {
     if host.starts_with('[') {
         return host.split(']').next().map_or(host, |h| &h[1..]);
     }
@@ -309,6 +312,7 @@ mod tests {
 
     fn site(name: &str) -> Site {
         Site {
+            routes: Default::default(),
             name: name.into(),
             deploy: Arc::new(Deploy::new(
                 format!("{name}-1"),
@@ -373,6 +377,7 @@ mod tests {
 
     fn with_endpoints(eps: Vec<SocketAddr>) -> RouteTable {
         RouteTable::single(Site {
+            routes: Default::default(),
             name: "x".into(),
             deploy: Arc::new(Deploy::new(
                 "x-1",

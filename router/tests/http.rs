@@ -227,6 +227,85 @@ async fn proxy_rules_reach_absolute_urls() {
     assert_eq!(body, "payload");
 }
 
+/// FunctionRoutes of the site (cluster mode) come before the deploy's own function routes:
+/// one sends a path to a Service (here a loopback server) keeping the Host, one sends a
+/// prefix to a function of the deploy, one prefers static files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn site_routes_reach_services_and_functions_before_the_deploys_own_routes() {
+    use kpages_crds::FunctionRouteSpec;
+    use kpages_router::site_routes::{RouteTarget, SiteRoute, SiteRoutes};
+    use kpages_router::table::{RouteTable, Site};
+    let host = NodeHost::start(&["echo"], &[]).await;
+    let site = function_site().await;
+    let router = Router::start(&site, vec![host.addr], test_config(), GeoLookup::Off).await;
+    let mut svc = Callback::start().await;
+    let authority = svc
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .to_string();
+    let spec =
+        |json: serde_json::Value| -> FunctionRouteSpec { serde_json::from_value(json).unwrap() };
+    let backend = serde_json::json!({"function": {"name": "echo"}});
+    let deploy = router.routes.load().deploy("deploy-1").unwrap().clone();
+    let routes = SiteRoutes::new(vec![
+        SiteRoute::compile(
+            "ns/to-service".into(),
+            &spec(serde_json::json!({"site": "s", "matches": [{"path": {"type": "PathPrefix", "value": "/api/7"}}], "backend": {"service": {"name": "svc", "port": 80}}})),
+            RouteTarget::Service { authority, name: "ns/svc:80".into() },
+        )
+        .unwrap(),
+        SiteRoute::compile(
+            "ns/alias".into(),
+            &spec(serde_json::json!({"site": "s", "matches": [{"path": {"type": "Pattern", "value": "/alias/:id"}, "method": "GET"}], "backend": backend})),
+            RouteTarget::Function { deploy: deploy.clone(), function: "echo".into(), invocation: InvocationKind::Sync },
+        )
+        .unwrap(),
+        SiteRoute::compile(
+            "ns/everything".into(),
+            &spec(serde_json::json!({"site": "s", "matches": [{"path": {"type": "PathPrefix", "value": "/"}}], "backend": backend, "preferStatic": true, "order": 200})),
+            RouteTarget::Function { deploy, function: "missing".into(), invocation: InvocationKind::Sync },
+        )
+        .unwrap(),
+    ]);
+    router.routes.swap(RouteTable::single(Site {
+        routes: std::sync::Arc::new(routes),
+        name: "test-site".into(),
+        deploy: router.routes.load().deploy("deploy-1").unwrap().clone(),
+    }));
+    let c = client();
+
+    // /api/7 is the deploy's echo route, but the site's route to the Service comes first.
+    let a = get(&c, &router.url("/api/7/x?q=1"), &[("host", "shop.test")]).await;
+    assert_eq!(
+        (a.status.as_u16(), a.text().as_str()),
+        (200, "called back\n")
+    );
+    let (path, _, headers) = svc.next_with_headers().await;
+    assert_eq!(path, "/api/7/x?q=1");
+    assert_eq!(headers.get("host").unwrap(), "shop.test");
+    assert_eq!(headers.get("x-forwarded-host").unwrap(), "shop.test");
+    assert!(headers.get("x-forwarded-for").is_some());
+
+    // A pattern route to a function of the deploy, with its params; only for GET.
+    let b = get(&c, &router.url("/alias/42"), &[]).await;
+    assert_eq!(b.status, 200);
+    assert_eq!(b.json()["params"]["id"], "42", "{}", b.text());
+    let post = send(&c, "POST", &router.url("/alias/42"), &[], "x").await;
+    assert_eq!(
+        post.status,
+        404,
+        "the catch-all route names a missing function: {}",
+        post.text()
+    );
+    assert!(post.text().contains("ns/everything"), "{}", post.text());
+
+    // A static file wins over the preferStatic catch-all; other paths reach it.
+    let page = get(&c, &router.url("/"), &[]).await;
+    assert_eq!(page.status, 200);
+    assert!(page.text().contains("<title>home</title>"));
+}
+
 async fn function_site() -> SiteBuilder {
     static_site()
         .await

@@ -37,6 +37,10 @@
 - apiGroups: ["discovery.k8s.io"]
   resources: ["endpointslices"]
   verbs: ["get", "list", "watch"]
+# FunctionRoutes whose backend is a Service: the router proxies to its cluster IP.
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch"]
 # Scale from zero: the router notes calls on a Deploy (annotation kpages.dev/last-call); the
 # operator turns that into pods. Spec and status stay the operator's.
 - apiGroups: ["kpages.dev"]

@@ -199,6 +199,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
                 tracing::warn!(warning = %w, "manifest");
             }
             let table = RouteTable::single(Site {
+                routes: Default::default(),
                 name: args.site.clone(),
                 deploy: Arc::new(Deploy::new(
                     digest.to_string(),

@@ -215,6 +215,7 @@ pub struct Router {
 
 pub fn table(site: &SiteBuilder, upstream: Vec<SocketAddr>, id: &str) -> RouteTable {
     RouteTable::single(Site {
+        routes: Default::default(),
         name: "test-site".into(),
         deploy: Arc::new(Deploy::new(
             id,
@@ -358,7 +359,7 @@ pub async fn get(c: &TestClient, url: &str, headers: &[(&str, &str)]) -> Answer 
 /// A server that forwards every request body it receives to a channel.
 pub struct Callback {
     pub url: String,
-    pub rx: mpsc::UnboundedReceiver<(String, Bytes)>,
+    pub rx: mpsc::UnboundedReceiver<(String, Bytes, HeaderMap)>,
 }
 
 impl Callback {
@@ -378,8 +379,9 @@ impl Callback {
                             let tx = tx.clone();
                             async move {
                                 let path = req.uri().to_string();
+                                let headers = req.headers().clone();
                                 let body = req.into_body().collect().await.unwrap().to_bytes();
-                                let _ = tx.send((path, body));
+                                let _ = tx.send((path, body, headers));
                                 Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(
                                     "called back\n",
                                 ))))
@@ -395,6 +397,12 @@ impl Callback {
     }
 
     pub async fn next(&mut self) -> (String, Bytes) {
+        let (path, body, _) = self.next_with_headers().await;
+        (path, body)
+    }
+
+    /// The next request's target, body and headers.
+    pub async fn next_with_headers(&mut self) -> (String, Bytes, HeaderMap) {
         tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
             .await
             .expect("no callback arrived")
