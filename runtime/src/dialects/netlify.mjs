@@ -65,7 +65,8 @@ export function netlifyGeo(geo) {
 export function createNetlifyContext(call, cookies) {
   const identity = deployIdentity();
   const { control } = call;
-  const context = {
+  let url;
+  return {
     account: { id: identity.accountId },
     cookies,
     deploy: {
@@ -81,6 +82,11 @@ export function createNetlifyContext(call, cookies) {
     requestId: control.requestId,
     server: { region: identity.region },
     site: { id: identity.siteId, name: identity.siteName, url: identity.siteUrl },
+    // Parsed on first read (most functions never look); the same URL object every time. A
+    // getter in the literal keeps the object's fast shape (defineProperty afterwards did not).
+    get url() {
+      return (url ??= new URL(call.url));
+    },
     waitUntil: (promise) => call.waitUntil(promise),
     json: (value, init) => Response.json(value, init),
     log: (...args) => logger.info(format(...args), { source: 'context.log', ...invocationTags() }),
@@ -88,10 +94,6 @@ export function createNetlifyContext(call, cookies) {
       throw new Error('context.next() is only available in Netlify Edge Functions, not in Netlify Functions: return a Response instead');
     },
   };
-  // Parsed on first read (most functions never look); the same URL object every time.
-  let url;
-  Object.defineProperty(context, 'url', { get: () => (url ??= new URL(call.url)), enumerable: true, configurable: true });
-  return context;
 }
 
 /**
