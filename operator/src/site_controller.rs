@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, DeployPhase, Site, SiteStatus};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -72,18 +72,11 @@ pub async fn reconcile(
     let ns = site.namespace().unwrap_or_default();
     let name = site.name_any();
 
-    let deploys_api: Api<DeserializeGuard<Deploy>> = Api::namespaced(ctx.client.clone(), &ns);
-    let deploys: Vec<Deploy> = deploys_api
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Dereference {
-            what: format!("Deploys in {ns}"),
-            source,
-        })?
-        .items
+    let deploys: Vec<Deploy> = ctx
+        .site_deploys(site)
+        .await?
         .into_iter()
-        .filter_map(|g| g.0.ok())
-        .filter(|d| d.spec.site == name && d.meta().deletion_timestamp.is_none())
+        .filter(|d| d.meta().deletion_timestamp.is_none())
         .collect();
     let infos: Vec<DeployInfo> = deploys.iter().map(DeployInfo::of).collect();
     let site_plan = plan(site, &infos);
