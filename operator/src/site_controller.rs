@@ -139,7 +139,21 @@ pub async fn reconcile(
             .await;
     }
     ctx.succeeded(&ObjectRef::from_obj(site).to_string());
-    Ok(Action::requeue(Duration::from_secs(600)))
+    Ok(Action::requeue(recheck_after(&deploys)))
+}
+
+/// When to look at a site again without an event: soon while one of its deploys is Pending
+/// or Provisioning, because the deploys were read from the API server's watch cache, which
+/// with several API servers may lag the event that triggered the reconcile by a moment (better
+/// a second look than a deploy that became Ready unnoticed); else every 10 minutes.
+pub fn recheck_after(deploys: &[Deploy]) -> Duration {
+    let settling = deploys.iter().any(|d| {
+        matches!(
+            d.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+            DeployPhase::Pending | DeployPhase::Provisioning
+        )
+    });
+    Duration::from_secs(if settling { 10 } else { 600 })
 }
 
 /// The status a plan stands for (pure).
@@ -231,6 +245,19 @@ mod tests {
         assert_eq!(status.urls.len(), 2);
         assert_eq!(status.conditions[0].status, "True");
         assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn a_site_with_a_deploy_on_its_way_is_looked_at_again_soon() {
+        let m = manifest();
+        let mut ready = deploy("v1", &m, 0);
+        ready.status = Some(DeployStatus {
+            phase: DeployPhase::Ready,
+            ..DeployStatus::default()
+        });
+        let new = deploy("v2", &m, 1);
+        assert_eq!(recheck_after(&[ready.clone()]), Duration::from_secs(600));
+        assert_eq!(recheck_after(&[ready, new]), Duration::from_secs(10));
     }
 
     #[test]

@@ -198,8 +198,9 @@ async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning
         .collect();
     assert_eq!(lists.len(), 1, "{lists:?}");
     assert!(
-        lists[0].contains("labelSelector=kpages.dev%2Fsite%3Dweb"),
-        "{lists:?}"
+        lists[0].contains("labelSelector=kpages.dev%2Fsite%3Dweb")
+            && lists[0].contains("resourceVersion=0"),
+        "from the API server's watch cache: {lists:?}"
     );
     let applied: Vec<&str> = calls
         .iter()
