@@ -5,6 +5,7 @@ issue's targets first, then every target's medians and runs.
 """
 
 import json
+import math
 import statistics
 import sys
 from collections import defaultdict
@@ -61,7 +62,50 @@ def cpu_per_request(s, name):
     return s["cpu"][name] / 100 * 1e6 / s["rps"]
 
 
-def summary_rows(m, deploys, skips, queue):
+def quantile(xs, p):
+    """Nearest-rank quantile: the smallest value with at least p of the values at or below it."""
+    v = sorted(xs)
+    return v[max(0, math.ceil(p * len(v)) - 1)]
+
+
+def secs(x):
+    return f"{x:.2f} s" if x >= 1 else f"{x * 1000:.1f} ms"
+
+
+def mib(kib):
+    return f"{kib / 1024:.1f} MiB"
+
+
+def cold_start_rows(cold):
+    c = [l["seconds"] for l in cold if l["phase"] == "cold"]
+    w = [l["seconds"] for l in cold if l["phase"] == "warm"]
+    if not (c and w):
+        return []
+    return [
+        ["6", f"cold start: first response from zero replicas, p50 / p95 ({len(c)} cold starts)",
+         f"{secs(quantile(c, 0.5))} / {secs(quantile(c, 0.95))}",
+         f"warm {secs(quantile(w, 0.5))} / {secs(quantile(w, 0.95))} ({len(w)} requests)",
+         f"{quantile(c, 0.5) / quantile(w, 0.5):,.0f}× warm p50", "p50 / p95 (report)", ""],
+        ["6", "cold start: min / max", f"{secs(min(c))} / {secs(max(c))}",
+         f"warm {secs(min(w))} / {secs(max(w))}", "—", "(report)", ""],
+    ]
+
+
+def operator_rows(rounds):
+    rows = []
+    for r in rounds:
+        what = (f"{r['sites']:,} Sites with static Deploys" if not r["function_deploys"] else
+                f"{r['sites']:,} Sites, {r['function_deploys']:,} with function Deploys (idle to zero: ≥ 30 s)")
+        rows.append(["7", f"operator: {what} to Ready: time", secs(r["seconds"]), "—",
+                     f"created in {r['create_seconds']:.1f} s ({r['concurrency']} at a time); "
+                     f"{r['sites'] / r['seconds']:.1f} Sites/s", "time (report)", ""])
+        rows.append(["7", f"operator: {what}: peak RSS (VmHWM)", mib(r["operator_peak_rss_kib"]), "—",
+                     f"idle {mib(r['operator_idle_rss_kib'])}; CPU {r['operator_cpu_seconds']:.1f} s",
+                     "peak RSS (report)", ""])
+    return rows
+
+
+def summary_rows(m, deploys, skips, queue, cold, rounds):
     rows = []
     for case in ("static 1k", "static 100k"):
         k, n = m.get((1, case, "kpages")), m.get((1, case, "nginx"))
@@ -133,6 +177,8 @@ def summary_rows(m, deploys, skips, queue):
                          f"{ru['known']:,} known from the first deploy's manifest", "(report)", ""])
         rows.append(["5", "redeploy: time to Ready", "not measured in this run",
                      "—", "—", "(report)", "needs the testbed"])
+    rows += cold_start_rows(cold)
+    rows += operator_rows(rounds)
     for row, why in sorted(skips.items()):
         rows.append([str(row), ROW_TITLES[row], f"not measured in this run: {why}", "", "", "", "—"])
     return rows
@@ -152,6 +198,8 @@ def main():
     deploys = {l["phase"]: l for l in lines if l["kind"] == "deploy"}
     skips = {l["row"]: l["why"] for l in lines if l["kind"] == "skip"}
     queue = next((l for l in lines if l["kind"] == "queue"), None)
+    cold = [l for l in lines if l["kind"] == "coldstart"]
+    rounds = [l for l in lines if l["kind"] == "operator"]
 
     print(f"# kpages benchmarks — {meta['date']}\n")
     print("Produced by `bench/run` (see [bench/README.md](../README.md) for methodology). "
@@ -159,7 +207,7 @@ def main():
           "absolute numbers move with the machine's other load.\n")
     print("## Against the targets of issue 9\n")
     print(table(["#", "what", "kpages", "peer", "ratio", "target", "verdict"],
-                summary_rows(m, deploys, skips, queue)))
+                summary_rows(m, deploys, skips, queue, cold, rounds)))
     print("\n## Machine and versions\n")
     facts = [
         ("CPU", f"{meta['cpu']}, {meta['cores']} cores (server on core 0, wrk on core 1)"),
@@ -195,6 +243,84 @@ def main():
                          f"{u['missing']:,} of {u['blobs']:,}", "yes" if u["manifest_uploaded"] else "no"])
         print(table(["phase", "files", "kpages build", "HEADs", "existence check", "upload (check + send, incl. process start)",
                      "blobs sent", "manifest sent"], rows))
+
+    if cold:
+        print_cold_starts(cold)
+    if rounds:
+        print_operator_rounds(rounds)
+
+
+STEPS = [("scaled_up", "Deployment scaled up"), ("pod_created", "pod created"),
+         ("pod_scheduled", "scheduled"), ("init_started", "init container running"),
+         ("pod_initialized", "bundles fetched (init done)"), ("host_started", "Node host running"),
+         ("pod_ready", "pod Ready")]
+
+
+def print_cold_starts(cold):
+    setup = next((l for l in cold if l["phase"] == "setup"), {})
+    c = [l for l in cold if l["phase"] == "cold"]
+    w = [l["seconds"] for l in cold if l["phase"] == "warm"]
+    print("\n## Row 6: cold start\n")
+    print(f"One Site (`scaleToZeroAfterSeconds: {setup.get('scale_to_zero_after_seconds', '?')}`) with one "
+          "Netlify v2 hello-world function, deployed with `kpages deploy --prod` to the helm-installed "
+          f"chart on the testbed ({setup.get('router_replicas', '?')} router replica). Client: "
+          f"{setup.get('client', '?')}. Each cold request was sent once the operator had scaled the "
+          "deploy to zero and its last pod was gone; the steps are when this benchmark's watches saw "
+          "each one, counted from sending the request.\n")
+    if w:
+        print(f"Warm: {len(w)} requests, p50 {secs(quantile(w, 0.5))}, p95 {secs(quantile(w, 0.95))}, "
+              f"min {secs(min(w))}, max {secs(max(w))}.\n")
+    rows = []
+    for l in c:
+        st = l.get("steps", {})
+        rows.append([str(l["n"]), f"{l['idle_seconds']:.0f} s"]
+                    + [f"+{st[k]:.2f} s" if st.get(k) is not None else "—" for k, _ in STEPS]
+                    + [f"{l['first_byte_seconds']:.2f} s", f"**{l['seconds']:.2f} s**"])
+    if c:
+        med = lambda k: statistics.median(l["steps"][k] for l in c if l["steps"].get(k) is not None)
+        rows.append(["median", ""] + [f"+{med(k):.2f} s" if any(l["steps"].get(k) is not None for l in c) else "—"
+                                      for k, _ in STEPS]
+                    + [f"{statistics.median(l['first_byte_seconds'] for l in c):.2f} s",
+                       f"**{statistics.median(l['seconds'] for l in c):.2f} s**"])
+    print(table(["#", "idle before"] + [t for _, t in STEPS] + ["first byte", "response"], rows))
+
+
+def print_operator_rounds(rounds):
+    print("\n## Row 7: operator at scale\n")
+    print("kpages-operator (the image's static release binary) ran as a host process against the "
+          "testbed's apiserver (through its loopback forwarder), watching only the round's namespace, "
+          "with manifests in a MinIO on loopback. Times count from the first create; done means every "
+          "Deploy is `Ready` and every Site's `status.activeDeploy` names its Deploy with `Ready` true. "
+          "Peak RSS is the kernel's VmHWM of the process.\n")
+    for r in rounds:
+        print(f"- **{r['round']}**: {r['what']}.")
+    print()
+    rows = []
+    for r in rounds:
+        rec = r["reconciles_at_done"]
+        recs = ", ".join(f"{k.split(' ', 1)[1]} {v:,.0f}" for k, v in rec.items() if k.startswith("reconciles "))
+        errs = ", ".join(f"{k.split(' ', 1)[1]} {v:,.0f}" for k, v in rec.items() if k.startswith("errors ")) or "none"
+        rows.append([r["round"], f"{r['create_seconds']:.1f} s", secs(r["all_deploys_ready_seconds"]),
+                     secs(r["all_sites_active_seconds"]), mib(r["operator_peak_rss_kib"]),
+                     f"{mib(r['operator_idle_rss_kib'])} / {mib(r['operator_rss_at_done_kib'])} / "
+                     f"{mib(r['operator_rss_after_settle_kib'])}",
+                     f"{r['operator_cpu_seconds']:.1f} s", f"{r['operator_settle_cpu_seconds_per_10s']:.2f} s",
+                     testbed_cpu(r), recs, errs])
+    print(table(["round", "creates", "all Deploys Ready", "all Sites active", "peak RSS",
+                 "RSS idle / done / +10 s", "operator CPU", "operator CPU in the 10 s after",
+                 "testbed CPU in the round", "reconciles", "errors"], rows))
+    for r in rounds:
+        objects = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in r["objects"].items())
+        print(f"\n**{r['round']}**: objects in the namespace at the end: {objects}.\n")
+        reqs = sorted(r["apiserver_requests"].items(), key=lambda kv: -kv[1]["requests"])
+        print(table(["API server requests during the round (all clients)", "count", "bytes answered (reads)"],
+                    [[k, f"{v['requests']:,.0f}",
+                      f"{v['response_bytes'] / 1e6:,.1f} MB" if v["response_bytes"] else ""] for k, v in reqs]))
+
+
+def testbed_cpu(r):
+    cpu = r.get("testbed_cpu_seconds", {})
+    return ", ".join(f"{k} {v:.1f} s" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1])) or "—"
 
 
 if __name__ == "__main__":

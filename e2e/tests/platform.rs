@@ -18,6 +18,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kpages_crds::{Deploy, DeployPhase, Site};
+use kpages_e2e::platform::{Cli, helm_install, repo};
 use kpages_e2e::services::{Bridge, Forward, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP, Nats};
 use kpages_e2e::{TestNamespace, wait};
 use kube::api::{ListParams, LogParams, PostParams};
@@ -103,88 +104,6 @@ impl Router {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-}
-
-/// The `kpages` CLI built for the image (the same binary users download), run on the host
-/// against the testbed's apiserver and the host-side MinIO.
-struct Cli {
-    bin: PathBuf,
-    kubeconfig: PathBuf,
-    store: String,
-    namespace: String,
-}
-
-impl Cli {
-    async fn run(&self, args: &[&str]) -> std::process::Output {
-        let out = tokio::process::Command::new(&self.bin)
-            .args(args)
-            .args(["--namespace", &self.namespace])
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("KPAGES_STORE_URL", &self.store)
-            .env("AWS_ACCESS_KEY_ID", MINIO_USER)
-            .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
-            .env("NO_COLOR", "1")
-            .kill_on_drop(true)
-            .output()
-            .await
-            .unwrap_or_else(|e| panic!("running {}: {e}", self.bin.display()));
-        eprintln!(
-            "$ kpages {}\n{}{}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-
-    /// `kpages deploy DIR --site SITE --prod`: waits until the deploy is the Site's active one
-    /// and prints the site's URL; returns the Deploy's name (the Site's active deploy then).
-    async fn deploy_prod(&self, dir: &Path, site: &str, sites: &Api<Site>) -> String {
-        let dir = dir.to_str().unwrap();
-        let out = self
-            .run(&["deploy", dir, "--site", site, "--prod", "--timeout", "4m"])
-            .await;
-        assert!(out.status.success(), "kpages deploy {dir} failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let url = stdout.lines().last().unwrap_or_default();
-        assert!(
-            url.starts_with("http://"),
-            "the last line is the site's URL: {stdout}"
-        );
-        sites
-            .get(site)
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.active_deploy)
-            .expect("kpages deploy --prod returns once the deploy is active")
-    }
-}
-
-/// The release binary `e2e/cluster load-images` built (statically linked, as in the image).
-fn release_binary(name: &str) -> PathBuf {
-    let out = std::process::Command::new(env!("CARGO"))
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let meta: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let bin = PathBuf::from(meta["target_directory"].as_str().unwrap())
-        .join("x86_64-unknown-linux-gnu/release")
-        .join(name);
-    assert!(
-        bin.is_file(),
-        "{} was not built by load-images",
-        bin.display()
-    );
-    bin
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
 }
 
 /// A copy of an example site, so a test can change it.
@@ -329,31 +248,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             "router.resources.requests.cpu=10m".into(),
             "operator.resources.requests.cpu=10m".into(),
         ];
-        let mut args = vec![
-            "install".to_string(),
-            release.clone(),
-            repo().join("charts/kpages").display().to_string(),
-            "--namespace".into(),
-            ns.name().into(),
-            "--wait".into(),
-            "--timeout".into(),
-            "5m".into(),
-        ];
-        for v in &values {
-            match v.strip_prefix("string:") {
-                Some(v) => args.extend(["--set-string".to_string(), v.to_string()]),
-                None => args.extend(["--set".to_string(), v.clone()]),
-            }
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = cluster.helm(&args).await.unwrap();
-        assert!(
-            out.status.success(),
-            "helm install: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let notes = String::from_utf8_lossy(&out.stdout);
+        let notes = helm_install(&cluster, &release, ns.name(), &values).await;
         assert!(notes.contains("kpages deploy"), "NOTES tell how to deploy:\n{notes}");
 
         let services: Api<Service> = ns.api();
@@ -390,12 +285,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         .await;
 
         // 3. kpages deploy both examples to production.
-        let cli = Cli {
-            bin: release_binary("kpages"),
-            kubeconfig: cluster.kubeconfig().to_path_buf(),
-            store: host_store.clone(),
-            namespace: n.clone(),
-        };
+        let cli = Cli::new(&cluster, &host_store, &n);
         let deploys: Api<Deploy> = ns.api();
         let sites: Api<Site> = ns.api();
         let edge_dir = copy_site("edgeone-site", work.path());

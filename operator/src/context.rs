@@ -7,15 +7,18 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
-use kpages_crds::{Digest, Manifest};
+use kpages_crds::{Deploy, Digest, Manifest, Site};
 use kpages_store::{BlobStore, StoreError};
-use kube::Client;
+use kube::api::ListParams;
+use kube::core::DeserializeGuard;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
 
 use crate::desired::{DesiredError, Settings};
 use crate::metrics::Metrics;
+use crate::names;
 
 /// How many manifests are cached before the cache is emptied (deploys are few; this only bounds
 /// memory if someone creates thousands).
@@ -71,6 +74,58 @@ impl Context {
         Ok(manifest)
     }
 
+    /// The Deploys whose `spec.site` names `site` (malformed ones left out).
+    ///
+    /// Listed by the `kpages.dev/site` label, which the Deploy controller puts on every Deploy it
+    /// adopts, so a reconcile costs the API server this site's Deploys, not every Deploy of the
+    /// namespace: listing them all in every Site and Deploy reconcile made 1,000 Sites in one
+    /// namespace quadratic, and the API server, saturated, failed the lists (bench/run row 7).
+    /// A Deploy not labelled yet counts once its own reconcile has labelled it, which triggers
+    /// the Site's. Should the site's active or pinned deploy be missing from the labelled ones
+    /// (Deploys adopted before the operator labelled them), the whole namespace is listed, so
+    /// an upgraded operator never moves a site's traffic.
+    ///
+    /// Read from the API server's watch cache (`resourceVersion=0`), like the watches that
+    /// trigger reconciles, so a reconcile never sees older Deploys than the event it acts on
+    /// (one API server; with several, a cache may lag by a moment, and the Site controller looks
+    /// again soon while a deploy is on its way). A consistent list instead waits for that cache
+    /// to catch up with etcd and, when it does not within 3 s (the cache lags under a burst of
+    /// writes), reads every Deploy of the namespace from etcd: at 1,000 Sites those reads timed
+    /// out by the thousand and kept the cache behind.
+    pub async fn site_deploys(&self, site: &Site) -> Result<Vec<Deploy>, Error> {
+        let ns = site.namespace().unwrap_or_default();
+        let name = site.name_any();
+        let api: Api<DeserializeGuard<Deploy>> = Api::namespaced(self.client.clone(), &ns);
+        let list = |params: ListParams| {
+            let api = api.clone();
+            let (ns, name) = (ns.clone(), name.clone());
+            async move {
+                let items = api
+                    .list(&params)
+                    .await
+                    .map_err(|source| Error::Dereference {
+                        what: format!("Deploys in {ns}"),
+                        source,
+                    })?
+                    .items;
+                Ok::<Vec<Deploy>, Error>(
+                    items
+                        .into_iter()
+                        .filter_map(|g| g.0.ok())
+                        .filter(|d| d.spec.site == name)
+                        .collect(),
+                )
+            }
+        };
+        let selector = format!("{}={}", names::SITE_LABEL, names::label_value(&name));
+        let labelled = list(ListParams::default().match_any().labels(&selector)).await?;
+        if names_its_deploys(site, &labelled) {
+            Ok(labelled)
+        } else {
+            list(ListParams::default().match_any()).await
+        }
+    }
+
     fn lock_manifests(&self) -> std::sync::MutexGuard<'_, HashMap<Digest, Arc<Manifest>>> {
         // A poisoned cache only means a reconcile panicked mid-insert; the map is still valid.
         self.manifests.lock().unwrap_or_else(|e| e.into_inner())
@@ -111,6 +166,18 @@ impl Context {
     fn lock_failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Whether `deploys` hold the Deploys the site's status and pin name (when they name any).
+pub fn names_its_deploys(site: &Site, deploys: &[Deploy]) -> bool {
+    let active = site
+        .status
+        .as_ref()
+        .and_then(|s| s.active_deploy.as_deref());
+    [active, site.spec.pinned_deploy.as_deref()]
+        .into_iter()
+        .flatten()
+        .all(|want| deploys.iter().any(|d| d.name_any() == want))
 }
 
 /// Why a reconcile failed, one variant per stage of the pipeline.

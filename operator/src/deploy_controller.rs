@@ -115,13 +115,16 @@ pub async fn reconcile(
 }
 
 /// Makes the Site an owner of the Deploy, so deleting a Site deletes its deploys (and, through
-/// theirs, everything they own), however the Deploy was created (`kpages deploy`, GitOps).
-/// Its own field manager keeps the reference apart from anything else written to the Deploy.
-/// Best effort: a failure is logged and retried on the next reconcile.
+/// theirs, everything they own), however the Deploy was created (`kpages deploy`, GitOps), and
+/// labels it with its site (`kpages.dev/site`), by which reconciles list a site's deploys
+/// (see [`Context::site_deploys`]). Its own field manager keeps both apart from anything else
+/// written to the Deploy. Best effort: a failure is logged and retried on the next reconcile.
 async fn adopt(deploy: &Deploy, site: &Site, ctx: &Context) {
     let Some(uid) = site.uid() else { return };
     let owned = deploy.owner_references().iter().any(|o| o.uid == uid);
-    if owned {
+    let label = names::label_value(&site.name_any());
+    let labelled = deploy.labels().get(names::SITE_LABEL) == Some(&label);
+    if owned && labelled {
         return;
     }
     let ns = deploy.namespace().unwrap_or_default();
@@ -131,6 +134,7 @@ async fn adopt(deploy: &Deploy, site: &Site, ctx: &Context) {
         "kind": Deploy::kind(&()),
         "metadata": {
             "name": deploy.name_any(),
+            "labels": { names::SITE_LABEL: label },
             "ownerReferences": [{
                 "apiVersion": Site::api_version(&()),
                 "kind": Site::kind(&()),
@@ -144,7 +148,7 @@ async fn adopt(deploy: &Deploy, site: &Site, ctx: &Context) {
         .patch(&deploy.name_any(), &params, &Patch::Apply(&patch))
         .await
     {
-        tracing::warn!(error = %e, "cannot make the Site an owner of its Deploy");
+        tracing::warn!(error = %e, "cannot make the Site an owner of its Deploy and label it");
     }
 }
 
@@ -211,20 +215,16 @@ async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Erro
     }
 
     // 3. Desired objects (pure), from the site's plan.
-    let deploys: Api<DeserializeGuard<Deploy>> = Api::namespaced(ctx.client.clone(), &ns);
-    let siblings: Vec<DeployInfo> = deploys
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Dereference {
-            what: format!("Deploys in {ns}"),
-            source,
-        })?
-        .items
+    let mut siblings: Vec<DeployInfo> = ctx
+        .site_deploys(&site)
+        .await?
         .iter()
-        .filter_map(|g| g.0.as_ref().ok())
-        .filter(|d| d.spec.site == deploy.spec.site)
         .map(DeployInfo::of)
         .collect();
+    // Not labelled yet when adopting it failed: it still counts for its own plan.
+    if !siblings.iter().any(|d| d.name == name) {
+        siblings.push(DeployInfo::of(deploy));
+    }
     let site_plan = plan(&site, &siblings);
     let active = site
         .status

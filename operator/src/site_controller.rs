@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, DeployPhase, Site, SiteStatus};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
@@ -72,18 +72,11 @@ pub async fn reconcile(
     let ns = site.namespace().unwrap_or_default();
     let name = site.name_any();
 
-    let deploys_api: Api<DeserializeGuard<Deploy>> = Api::namespaced(ctx.client.clone(), &ns);
-    let deploys: Vec<Deploy> = deploys_api
-        .list(&ListParams::default())
-        .await
-        .map_err(|source| Error::Dereference {
-            what: format!("Deploys in {ns}"),
-            source,
-        })?
-        .items
+    let deploys: Vec<Deploy> = ctx
+        .site_deploys(site)
+        .await?
         .into_iter()
-        .filter_map(|g| g.0.ok())
-        .filter(|d| d.spec.site == name && d.meta().deletion_timestamp.is_none())
+        .filter(|d| d.meta().deletion_timestamp.is_none())
         .collect();
     let infos: Vec<DeployInfo> = deploys.iter().map(DeployInfo::of).collect();
     let site_plan = plan(site, &infos);
@@ -146,7 +139,21 @@ pub async fn reconcile(
             .await;
     }
     ctx.succeeded(&ObjectRef::from_obj(site).to_string());
-    Ok(Action::requeue(Duration::from_secs(600)))
+    Ok(Action::requeue(recheck_after(&deploys)))
+}
+
+/// When to look at a site again without an event: soon while one of its deploys is Pending
+/// or Provisioning, because the deploys were read from the API server's watch cache, which
+/// with several API servers may lag the event that triggered the reconcile by a moment (better
+/// a second look than a deploy that became Ready unnoticed); else every 10 minutes.
+pub fn recheck_after(deploys: &[Deploy]) -> Duration {
+    let settling = deploys.iter().any(|d| {
+        matches!(
+            d.status.as_ref().map(|s| s.phase).unwrap_or_default(),
+            DeployPhase::Pending | DeployPhase::Provisioning
+        )
+    });
+    Duration::from_secs(if settling { 10 } else { 600 })
 }
 
 /// The status a plan stands for (pure).
@@ -238,6 +245,19 @@ mod tests {
         assert_eq!(status.urls.len(), 2);
         assert_eq!(status.conditions[0].status, "True");
         assert_eq!(status.observed_generation, Some(1));
+    }
+
+    #[test]
+    fn a_site_with_a_deploy_on_its_way_is_looked_at_again_soon() {
+        let m = manifest();
+        let mut ready = deploy("v1", &m, 0);
+        ready.status = Some(DeployStatus {
+            phase: DeployPhase::Ready,
+            ..DeployStatus::default()
+        });
+        let new = deploy("v2", &m, 1);
+        assert_eq!(recheck_after(&[ready.clone()]), Duration::from_secs(600));
+        assert_eq!(recheck_after(&[ready, new]), Duration::from_secs(10));
     }
 
     #[test]

@@ -189,6 +189,19 @@ async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning
     assert_eq!(adopted["kind"], "Deploy");
     assert_eq!(adopted["metadata"]["ownerReferences"][0]["kind"], "Site");
     assert_eq!(adopted["metadata"]["ownerReferences"][0]["name"], "web");
+    // …and labels it with its site, by which the plan lists the site's deploys.
+    assert_eq!(adopted["metadata"]["labels"]["kpages.dev/site"], "web");
+    let lists: Vec<&str> = calls
+        .iter()
+        .filter(|(m, p, _)| m == "GET" && p.contains("/deploys?"))
+        .map(|(_, p, _)| p.as_str())
+        .collect();
+    assert_eq!(lists.len(), 1, "{lists:?}");
+    assert!(
+        lists[0].contains("labelSelector=kpages.dev%2Fsite%3Dweb")
+            && lists[0].contains("resourceVersion=0"),
+        "from the API server's watch cache: {lists:?}"
+    );
     let applied: Vec<&str> = calls
         .iter()
         .filter(|(m, p, _)| {
@@ -260,4 +273,58 @@ async fn a_malformed_deploy_waits_for_a_change() {
         "backs off"
     );
     let _ = site().name_any();
+}
+
+#[tokio::test]
+async fn a_sites_deploys_are_listed_by_its_label_and_all_of_them_when_its_active_one_is_unlabelled()
+{
+    let m = manifest();
+    let labelled = serde_json::to_value(deploy("v2", &m, 2)).unwrap();
+    let unlabelled = serde_json::to_value(deploy("v1", &m, 1)).unwrap();
+    let mut other_site = deploy("x1", &m, 3);
+    other_site.spec.site = "other".into();
+    let other_site = serde_json::to_value(other_site).unwrap();
+    let (client, seen) = mock(move |method, path, _| match (method, path) {
+        ("GET", p) if p.contains("/deploys?") && p.contains("labelSelector=") => {
+            list("Deploy", vec![labelled.clone()])
+        }
+        ("GET", p) if p.contains("/deploys?") => list(
+            "Deploy",
+            vec![unlabelled.clone(), labelled.clone(), other_site.clone()],
+        ),
+        _ => not_found(),
+    });
+    let ctx = context(client, kpages_store::BlobStore::memory());
+    let lists = |seen: &Seen| -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .drain(..)
+            .filter(|(m, p, _)| m == "GET" && p.contains("/deploys?"))
+            .map(|(_, p, _)| p)
+            .collect()
+    };
+    let names = |deploys: Vec<Deploy>| -> Vec<String> {
+        deploys.iter().map(|d| d.name_any()).collect::<Vec<_>>()
+    };
+
+    // The active deploy is labelled: one small list.
+    let mut s = site();
+    s.status = Some(kpages_crds::SiteStatus {
+        active_deploy: Some("v2".into()),
+        ..Default::default()
+    });
+    assert_eq!(names(ctx.site_deploys(&s).await.unwrap()), ["v2"]);
+    assert_eq!(lists(&seen).len(), 1);
+
+    // Active (or pinned) but not labelled, as adopted by an operator that did not label: the
+    // whole namespace, so the plan still sees it; other sites' deploys are left out.
+    s.status.as_mut().unwrap().active_deploy = Some("v1".into());
+    assert_eq!(names(ctx.site_deploys(&s).await.unwrap()), ["v1", "v2"]);
+    let seen_lists = lists(&seen);
+    assert_eq!(seen_lists.len(), 2, "{seen_lists:?}");
+    assert!(!seen_lists[1].contains("labelSelector="), "{seen_lists:?}");
+    s.status = None;
+    s.spec.pinned_deploy = Some("v1".into());
+    assert_eq!(names(ctx.site_deploys(&s).await.unwrap()), ["v1", "v2"]);
+    assert_eq!(lists(&seen).len(), 2);
 }
