@@ -322,6 +322,50 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         // Unknown hosts are not served.
         assert_eq!(router.get("nobody.example.test", "/").await.status, 404);
 
+        // 3b. FunctionRoutes a user writes: a path to a Service (the router's own admin
+        //     Service: /metrics) and a pattern to a function of the active deploy. The router
+        //     serves them once the operator has accepted them, ahead of the deploy's routes.
+        //     (The testbed's CNI enforces no NetworkPolicy; in a real cluster the admin port
+        //     admits only the pods named in networkPolicy.metricsFrom.)
+        assert_eq!(router.get(edge, "/people/7").await.status, 404);
+        kubectl_apply(
+            &ns,
+            &format!(
+                "{}---\n{}",
+                apply_yaml(&json!({
+                    "apiVersion": "kpages.dev/v1alpha1", "kind": "FunctionRoute",
+                    "metadata": {"name": "metrics-to-admin"},
+                    "spec": {
+                        "site": "edge",
+                        "matches": [{"path": {"type": "Exact", "value": "/metrics"}, "method": "GET"}],
+                        "backend": {"service": {"name": format!("{release}-kpages-router-admin"), "port": 9090}}
+                    }
+                })),
+                apply_yaml(&json!({
+                    "apiVersion": "kpages.dev/v1alpha1", "kind": "FunctionRoute",
+                    "metadata": {"name": "people"},
+                    "spec": {
+                        "site": "edge",
+                        "hostnames": [edge],
+                        "matches": [{"path": {"type": "Pattern", "value": "/people/:id"}}],
+                        "backend": {"function": {"name": "api-users-_id"}}
+                    }
+                }))
+            ),
+            &work.path().join("routes.yaml"),
+        )
+        .await;
+        let person = router
+            .get_until(edge, "/people/7", DEADLINE, |r| r.status == 200)
+            .await;
+        assert!(person.body.contains("\"id\":\"7\""), "{}", person.body);
+        let metrics = router
+            .get_until(edge, "/metrics", DEADLINE, |r| r.status == 200)
+            .await;
+        assert!(metrics.body.contains("kpages_router_requests"), "{}", &metrics.body[..metrics.body.len().min(400)]);
+        // Only on the hosts the route names: the site's own host still has no /people.
+        assert_eq!(router.get(&format!("edge.{n}.{PREVIEW}"), "/people/7").await.status, 404);
+
         // 4. A background function: 202 with a call id at once, the work happens later.
         let marker = format!("e2e-{}@example.test", std::process::id());
         let accepted = router
