@@ -8,6 +8,11 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+
+/// mimalloc instead of glibc malloc: the request path allocates small, short-lived buffers
+/// from every worker thread, where glibc's arenas cost ~15 % of the router's CPU (perf).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use kpages_router::app::{App, Config};
 use kpages_router::cluster::{self, ClusterConfig};
 use kpages_router::geo::GeoLookup;
