@@ -291,6 +291,15 @@ impl App {
         let facts = self.facts(&req, host, path, geo.as_ref());
         let authorization = header_str(req.headers(), "authorization");
         let decision = deploy.routes.resolve(&facts, authorization, &site_routes);
+        let call = Caller {
+            site: &site_name,
+            request_id,
+            traceparent,
+            client_ip,
+            geo: geo.as_ref(),
+            host: &facts.host,
+            peer_trusted: self.peer_trusted(peer.ip()),
+        };
         match decision {
             Decision::Redirect { status, location } => {
                 let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
@@ -334,33 +343,8 @@ impl App {
                 params,
                 invocation,
             } => {
-                let Some(function) = deploy.routes.function(&name) else {
-                    return answer(
-                        RouteKind::Other,
-                        Ok(json_status(
-                            StatusCode::NOT_FOUND,
-                            "no such function",
-                            request_id,
-                        )),
-                    );
-                };
-                let ctx = CallContext {
-                    site: &site_name,
-                    deploy: &deploy,
-                    function,
-                    params: &params,
-                    request_id,
-                    traceparent,
-                    client_ip,
-                    geo: geo.as_ref(),
-                    host: &facts.host,
-                    peer_trusted: self.peer_trusted(peer.ip()),
-                };
-                if invocation == InvocationKind::Background {
-                    answer(RouteKind::Background, self.enqueue(ctx, req).await)
-                } else {
-                    answer(RouteKind::Function, self.call_function(ctx, req).await)
-                }
+                self.invoke(req, &call, &deploy, &name, params, invocation, None)
+                    .await
             }
             Decision::Proxy { url, headers } => answer(
                 RouteKind::Proxy,
@@ -381,36 +365,58 @@ impl App {
                         function,
                         invocation,
                     } => {
-                        let Some(f) = target.routes.function(function) else {
-                            let msg = format!(
-                                "FunctionRoute {} names function {function:?}, which deploy {} does not have",
-                                route.name, target.id
-                            );
-                            return answer(
-                                RouteKind::Other,
-                                Ok(json_status(StatusCode::NOT_FOUND, &msg, request_id)),
-                            );
-                        };
-                        let ctx = CallContext {
-                            site: &site_name,
-                            deploy: target,
-                            function: f,
-                            params: &params,
-                            request_id,
-                            traceparent,
-                            client_ip,
-                            geo: geo.as_ref(),
-                            host: &facts.host,
-                            peer_trusted: self.peer_trusted(peer.ip()),
-                        };
-                        if *invocation == InvocationKind::Background {
-                            answer(RouteKind::Background, self.enqueue(ctx, req).await)
-                        } else {
-                            answer(RouteKind::Function, self.call_function(ctx, req).await)
-                        }
+                        let route = Some(route.name.as_str());
+                        self.invoke(req, &call, target, function, params, *invocation, route)
+                            .await
                     }
                 }
             }
+        }
+    }
+
+    /// Calls (or, for a background invocation, queues) function `name` of `deploy`; a 404
+    /// when the deploy has no such function (`route`: the FunctionRoute that named it).
+    #[allow(clippy::too_many_arguments)]
+    async fn invoke(
+        &self,
+        req: Request<Body>,
+        call: &Caller<'_>,
+        deploy: &Deploy,
+        name: &str,
+        params: Params,
+        invocation: InvocationKind,
+        route: Option<&str>,
+    ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
+        let answer = |kind, result| (call.site.to_string(), kind, result);
+        let Some(function) = deploy.routes.function(name) else {
+            let msg = match route {
+                Some(route) => format!(
+                    "FunctionRoute {route} names function {name:?}, which deploy {} does not have",
+                    deploy.id
+                ),
+                None => "no such function".to_string(),
+            };
+            return answer(
+                RouteKind::Other,
+                Ok(json_status(StatusCode::NOT_FOUND, &msg, call.request_id)),
+            );
+        };
+        let ctx = CallContext {
+            site: call.site,
+            deploy,
+            function,
+            params: &params,
+            request_id: call.request_id,
+            traceparent: call.traceparent,
+            client_ip: call.client_ip,
+            geo: call.geo,
+            host: call.host,
+            peer_trusted: call.peer_trusted,
+        };
+        if invocation == InvocationKind::Background {
+            answer(RouteKind::Background, self.enqueue(ctx, req).await)
+        } else {
+            answer(RouteKind::Function, self.call_function(ctx, req).await)
         }
     }
 
@@ -432,23 +438,10 @@ impl App {
         let uri: http::Uri = format!("http://{authority}{path_and_query}")
             .parse()
             .map_err(|_| ProxyError::BadTarget(format!("Service {name}")))?;
-        let (parts, body) = req.into_parts();
-        let mut headers = parts.headers;
-        proxy::strip_headers(&mut headers);
-        proxy::set(&mut headers, "x-forwarded-for", &client_ip.to_string());
+        let (method, mut headers, body) = proxied_parts(req, client_ip);
         proxy::set(&mut headers, "x-forwarded-host", &facts.host);
         proxy::set(&mut headers, "x-forwarded-proto", "http");
-        Ok(self
-            .upstreams
-            .call(Call {
-                method: parts.method,
-                uri,
-                headers,
-                body,
-                body_limit: self.config.body_limit,
-                timeout: self.config.sync_timeout,
-            })
-            .await?)
+        self.forward(method, uri, headers, body).await
     }
 
     fn peer_trusted(&self, ip: IpAddr) -> bool {
@@ -652,16 +645,13 @@ impl App {
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(ProxyError::BadTarget(url.to_string()).into());
         }
-        let (parts, body) = req.into_parts();
-        let mut headers = parts.headers;
-        proxy::strip_headers(&mut headers);
+        let (method, mut headers, body) = proxied_parts(req, client_ip);
         headers.remove(header::HOST);
         if let Some(a) = uri.authority()
             && let Ok(v) = HeaderValue::from_str(a.as_str())
         {
             headers.insert(header::HOST, v);
         }
-        proxy::set(&mut headers, "x-forwarded-for", &client_ip.to_string());
         for (k, v) in extra {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(k.as_bytes()),
@@ -670,10 +660,22 @@ impl App {
                 headers.insert(n, v);
             }
         }
+        self.forward(method, uri, headers, body).await
+    }
+
+    /// Sends a proxied request (a rule's URL, a Service) with the router's body limit and
+    /// wall time.
+    async fn forward(
+        &self,
+        method: Method,
+        uri: http::Uri,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response<Body>, RouteError> {
         Ok(self
             .upstreams
             .call(Call {
-                method: parts.method,
+                method,
                 uri,
                 headers,
                 body,
@@ -716,6 +718,27 @@ fn limits_for(config: &Config, deploy: &Deploy, f: &Function) -> (u64, Duration,
     )
     .unwrap_or(config.background_timeout);
     (body, sync, background)
+}
+
+/// A request's method, headers (hop and control headers stripped, `X-Forwarded-For` set) and
+/// body, for proxying it elsewhere than a function host.
+fn proxied_parts(req: Request<Body>, client_ip: IpAddr) -> (Method, HeaderMap, Body) {
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    proxy::strip_headers(&mut headers);
+    proxy::set(&mut headers, "x-forwarded-for", &client_ip.to_string());
+    (parts.method, headers, body)
+}
+
+/// What every function call of one request shares, whichever deploy and function it goes to.
+struct Caller<'a> {
+    site: &'a str,
+    request_id: &'a str,
+    traceparent: &'a str,
+    client_ip: IpAddr,
+    geo: Option<&'a crate::geo::Geo>,
+    host: &'a str,
+    peer_trusted: bool,
 }
 
 /// What a function call carries besides the request.

@@ -200,17 +200,13 @@ export class HostResponse {
     return response.#native;
   }
 
-  static isHostResponse(value) {
-    return value !== null && typeof value === 'object' && #native in value;
-  }
-
   /**
    * The complete body of a HostResponse nobody has read or streamed — a string, bytes, or
-   * null — which the host writes as is; it counts as read from then on. Undefined when the
-   * body is (or may be) a stream: then the host reads `body` like any Response's.
+   * null — which the host writes as is; it counts as read from then on. Undefined for any
+   * other Response, or when the body is (or may be) a stream: then the host reads `body`.
    */
   static takeSource(response) {
-    if (response.#native !== null || response.#used) return undefined;
+    if (!(#native in response) || response.#native !== null || response.#used) return undefined;
     if (response.#source !== null) response.#used = true;
     return response.#source;
   }

@@ -88,14 +88,12 @@ export async function sendWebResponse(res, response, method) {
   }
   if (cookies !== null && cookies.length > 0) res.setHeader('set-cookie', cookies);
 
-  if (HostResponse.isHostResponse(response)) {
-    // Made from a string, bytes or nothing and untouched: write that, no stream involved.
-    const source = HostResponse.takeSource(response);
-    if (source !== undefined) {
-      if (source === null || method === 'HEAD' || isNullBodyStatus(response.status)) res.end();
-      else if (!res.destroyed) endWith(res, source, typeof source === 'string' ? Buffer.byteLength(source) : source.byteLength);
-      return;
-    }
+  // A HostResponse made from a string, bytes or nothing and untouched: write that, no stream.
+  const kept = HostResponse.takeSource(response);
+  if (kept !== undefined) {
+    if (kept === null || method === 'HEAD' || isNullBodyStatus(response.status)) res.end();
+    else if (!res.destroyed) endWith(res, kept, typeof kept === 'string' ? Buffer.byteLength(kept) : kept.byteLength);
+    return;
   }
   const body = response.body;
   if (!body || method === 'HEAD' || isNullBodyStatus(response.status)) {
@@ -239,7 +237,7 @@ async function streamRest(res, reader, chunks, pending) {
 
 /** Reads a Response body to its end without keeping it (background functions' bodies are discarded). */
 export async function drainResponse(response) {
-  if (HostResponse.isHostResponse(response) && HostResponse.takeSource(response) !== undefined) return;
+  if (HostResponse.takeSource(response) !== undefined) return;
   if (!response.body) return;
   const reader = response.body.getReader();
   for (;;) {
