@@ -205,7 +205,7 @@ def main():
     print("Produced by `bench/run` (see [bench/README.md](../README.md) for methodology). "
           "Peers ran in the same run, interleaved, on the same machine; ratios are what to read, "
           "absolute numbers move with the machine's other load.\n")
-    print("## Against the targets of issue 9\n")
+    print("## Against the targets\n")
     print(table(["#", "what", "kpages", "peer", "ratio", "target", "verdict"],
                 summary_rows(m, deploys, skips, queue, cold, rounds)))
     print("\n## Machine and versions\n")

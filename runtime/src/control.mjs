@@ -1,4 +1,4 @@
-// The router → host control headers (see DESIGN.md "Router ↔ Node function host").
+// The router → host control headers (see docs/host-protocol.md).
 //
 // The router resolves which function a request is for and what the user must see; it sends
 // that as x-kpages-* headers. This module reads them into one plain object and computes the
