@@ -1,5 +1,5 @@
 //! `kpages build [DIR] [--out DIR]`: package a site into blobs and a deploy manifest.
-//! All the work is in `kpages-build`; this prints what happened.
+//! All the work is in `kpages-sitebuild`; this prints what happened.
 
 use std::path::PathBuf;
 
@@ -19,7 +19,7 @@ pub struct Args {
 
 /// Runs `kpages build`; the manifest digest is the last line on stdout.
 pub fn run(args: &Args) -> std::io::Result<()> {
-    let report = kpages_build::build(&kpages_build::BuildOptions {
+    let report = kpages_sitebuild::build(&kpages_sitebuild::BuildOptions {
         site_dir: args.dir.clone(),
         out_dir: args.out.clone(),
         esbuild: args.esbuild.clone(),

@@ -91,7 +91,7 @@ pub enum DeployError {
     Store(Box<kpages_store::StoreError>),
     /// The build failed.
     #[error("{0}")]
-    Build(Box<kpages_build::BuildError>),
+    Build(Box<kpages_sitebuild::BuildError>),
     /// The upload failed.
     #[error("{0}")]
     Upload(Box<UploadError>),
@@ -171,8 +171,8 @@ impl From<kpages_store::StoreError> for DeployError {
     }
 }
 
-impl From<kpages_build::BuildError> for DeployError {
-    fn from(e: kpages_build::BuildError) -> Self {
+impl From<kpages_sitebuild::BuildError> for DeployError {
+    fn from(e: kpages_sitebuild::BuildError) -> Self {
         Self::Build(Box::new(e))
     }
 }
@@ -240,12 +240,12 @@ async fn deploy(args: &Args) -> Result<(), DeployError> {
         }
     };
 
-    let options = kpages_build::BuildOptions {
+    let options = kpages_sitebuild::BuildOptions {
         site_dir: args.dir.clone(),
         out_dir: args.out.clone(),
         esbuild: args.esbuild.clone(),
     };
-    let report = tokio::task::spawn_blocking(move || kpages_build::build(&options))
+    let report = tokio::task::spawn_blocking(move || kpages_sitebuild::build(&options))
         .await
         .map_err(|e| DeployError::Input(format!("the build panicked: {e}")))??;
     eprintln!(

@@ -3,7 +3,7 @@
 //! files change, stop cleanly on Ctrl-C.
 //!
 //! ```text
-//!  build (kpages-build) ─► DIR/.kpages/out (blobs) ─► BlobStore::local
+//!  build (kpages-sitebuild) ─► DIR/.kpages/out (blobs) ─► BlobStore::local
 //!        │                                              │
 //!        └─► manifest ─► bundles + functions.json ─► node host.mjs (127.0.0.1:random)
 //!                    └─► RouteTable::single ─► Routes.swap ─► router on 127.0.0.1:PORT
@@ -19,9 +19,9 @@ use kpages_crds::Manifest;
 use kpages_router::app::{App, Config};
 use kpages_router::geo::GeoLookup;
 use kpages_router::node_host::{self, NodeHost};
-use kpages_router::resolve::CompiledDeploy;
 use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_router::{scheduler, server};
+use kpages_routing::resolve::CompiledDeploy;
 use kpages_store::BlobStore;
 
 /// Arguments of `kpages dev`.
@@ -61,7 +61,7 @@ pub struct Args {
 pub enum DevError {
     /// The build failed.
     #[error("{0}")]
-    Build(#[from] kpages_build::BuildError),
+    Build(#[from] kpages_sitebuild::BuildError),
     /// The store could not be opened.
     #[error("{0}")]
     Store(#[from] kpages_store::StoreError),
@@ -235,12 +235,12 @@ async fn dev(args: &Args) -> Result<(), DevError> {
 }
 
 async fn build(site: &Path, out: &Path, esbuild: Option<PathBuf>) -> Result<Manifest, DevError> {
-    let opts = kpages_build::BuildOptions {
+    let opts = kpages_sitebuild::BuildOptions {
         site_dir: site.to_path_buf(),
         out_dir: Some(out.to_path_buf()),
         esbuild,
     };
-    let report = tokio::task::spawn_blocking(move || kpages_build::build(&opts))
+    let report = tokio::task::spawn_blocking(move || kpages_sitebuild::build(&opts))
         .await
         .map_err(|e| DevError::Other(format!("build task: {e}")))??;
     Ok(report.manifest)
@@ -293,7 +293,7 @@ fn print_host_line(line: &str) {
 
 fn table(site: &str, running: &Running, generation: u64) -> RouteTable {
     let routes = CompiledDeploy::compile(Arc::new(running.manifest.clone()));
-    for w in &routes.warnings {
+    for w in &routes.unusable {
         eprintln!("kpages dev: warning: {w}");
     }
     RouteTable::single(Site {

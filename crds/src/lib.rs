@@ -19,6 +19,7 @@ pub mod generate;
 pub mod limits;
 pub mod manifest;
 pub mod names;
+pub mod schedule;
 pub mod site;
 
 pub use deploy::{Deploy, DeployContext, DeployPhase, DeploySpec, DeployStatus};

@@ -288,6 +288,24 @@ pub struct RedirectRule {
     pub origin: Option<String>,
 }
 
+impl RedirectRule {
+    /// A rule from `from` to `to` with `status`, unforced, without conditions, query matches
+    /// or headers: what a plain `_redirects` line `from to status` means.
+    pub fn new(from: impl Into<String>, to: impl Into<String>, status: u16) -> Self {
+        Self {
+            from: from.into(),
+            to: to.into(),
+            status,
+            force: false,
+            important: false,
+            query: BTreeMap::new(),
+            conditions: RuleConditions::default(),
+            headers: BTreeMap::new(),
+            origin: None,
+        }
+    }
+}
+
 /// Conditions a request must meet for a rule to apply; an empty list means any.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -470,6 +488,11 @@ impl Manifest {
                         format!("functions[{i}].schedule"),
                         "only scheduled functions have a schedule".into(),
                     );
+                }
+                (InvocationKind::Scheduled, Some(schedule)) => {
+                    if let Err(e) = schedule.parse::<crate::schedule::Schedule>() {
+                        return invalid(format!("functions[{i}].schedule"), e.to_string());
+                    }
                 }
                 _ => {}
             }

@@ -24,20 +24,20 @@ use tracing::Instrument;
 
 use crate::body::{self, Body};
 use crate::client;
-use crate::cron::unix_now;
 use crate::geo::GeoLookup;
 use crate::metrics::{Metrics, RouteKind};
-use crate::path::{self, PathError};
-use crate::pattern::Params;
 use crate::proxy::{self, Call, ProxyError, Upstreams};
 use crate::queue::{
     self, BoxFuture, InProcessQueue, Job, Queue, QueueConfig, QueueError, RunError, Runner,
 };
-use crate::resolve::Decision;
-use crate::rules::{self, RequestFacts};
-use crate::site_routes::RouteTarget;
 use crate::static_files::{self, StaticError, StaticFiles, StaticRequest};
+use crate::table::RouteTarget;
 use crate::table::{Deploy, Routes};
+use kpages_crds::schedule::unix_now;
+use kpages_routing::path::{self, PathError};
+use kpages_routing::pattern::Params;
+use kpages_routing::resolve::Decision;
+use kpages_routing::rules::{self, RequestFacts};
 
 /// Router settings. Limits here are defaults; a deploy's manifest may set its own.
 #[derive(Debug, Clone)]
@@ -944,7 +944,7 @@ impl FunctionRunner {
     /// A scheduled run of `function` in `deploy` with the `{"next_run": …}` body.
     pub fn schedule_job(site: &str, deploy: &Deploy, function: &str, next_run: Option<i64>) -> Job {
         let body = serde_json::json!({
-            "next_run": next_run.map(crate::cron::iso8601),
+            "next_run": next_run.map(kpages_crds::schedule::iso8601),
         })
         .to_string();
         let mut headers = HeaderMap::new();
@@ -1003,7 +1003,9 @@ mod tests {
         manifest.site.limits = serde_json::from_value(manifest_limits).unwrap();
         let mut d = Deploy::new(
             "ns/d",
-            Arc::new(crate::resolve::CompiledDeploy::compile(Arc::new(manifest))),
+            Arc::new(kpages_routing::resolve::CompiledDeploy::compile(Arc::new(
+                manifest,
+            ))),
             vec![],
             true,
         );

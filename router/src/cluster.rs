@@ -49,10 +49,10 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tokio::sync::Notify;
 
-use crate::cron::unix_now;
-use crate::resolve::CompiledDeploy;
-use crate::site_routes::{RouteTarget, SiteRoute, SiteRoutes};
 use crate::table::{Deploy, RouteTable, Routes, Site, SiteLimits, Waker};
+use crate::table::{RouteTarget, SiteRoute, SiteRoutes};
+use kpages_crds::schedule::unix_now;
+use kpages_routing::resolve::CompiledDeploy;
 
 pub use kpages_crds::names::LAST_CALL_ANNOTATION;
 
@@ -595,10 +595,11 @@ impl Rebuild {
             match got {
                 Ok(Ok(manifest)) => {
                     self.failed.remove(&digest);
-                    self.compiled.insert(
-                        digest,
-                        Arc::new(CompiledDeploy::compile(Arc::new(manifest))),
-                    );
+                    let compiled = CompiledDeploy::compile(Arc::new(manifest));
+                    for w in &compiled.unusable {
+                        tracing::warn!(manifest = %digest, unusable = %w, "manifest pattern skipped");
+                    }
+                    self.compiled.insert(digest, Arc::new(compiled));
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(manifest = %digest, error = %e, "cannot load a deploy's manifest; its deploy is not served yet");
@@ -978,7 +979,7 @@ mod tests {
         let t = build(&snap, &[digest(1), digest(2)]);
         let site = t.site_for_host("a.test").unwrap();
         let find = |path: &str| {
-            let facts = crate::rules::RequestFacts {
+            let facts = kpages_routing::rules::RequestFacts {
                 method: "GET".into(),
                 host: "a.test".into(),
                 path: path.into(),

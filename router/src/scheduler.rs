@@ -9,9 +9,9 @@ use std::time::Duration;
 use kpages_crds::manifest::InvocationKind;
 
 use crate::app::FunctionRunner;
-use crate::cron::Schedule;
 use crate::queue::Runner;
 use crate::table::Routes;
+use kpages_crds::schedule::Schedule;
 
 /// A clock in Unix seconds; injectable so tests can run on Tokio's paused time.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -116,10 +116,10 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 mod tests {
     use super::*;
     use crate::queue::{BoxFuture, Job, RunError};
-    use crate::resolve::CompiledDeploy;
     use crate::table::{Deploy, RouteTable, Site};
     use kpages_crds::manifest::{Dialect, Function};
     use kpages_crds::{Digest, Manifest};
+    use kpages_routing::resolve::CompiledDeploy;
     use tokio::sync::mpsc;
 
     struct Record(mpsc::UnboundedSender<(String, String, i64)>, Clock);
@@ -174,10 +174,16 @@ mod tests {
         }));
         let (name, next, at) = rx.recv().await.unwrap();
         assert_eq!(name, "tick");
-        assert_eq!(crate::cron::iso8601(at), "2024-05-15T10:45:00.000Z");
+        assert_eq!(
+            kpages_crds::schedule::iso8601(at),
+            "2024-05-15T10:45:00.000Z"
+        );
         assert_eq!(next, "2024-05-15T11:00:00.000Z");
         let (_, next, at) = rx.recv().await.unwrap();
-        assert_eq!(crate::cron::iso8601(at), "2024-05-15T11:00:00.000Z");
+        assert_eq!(
+            kpages_crds::schedule::iso8601(at),
+            "2024-05-15T11:00:00.000Z"
+        );
         assert_eq!(next, "2024-05-15T11:15:00.000Z");
         let _ = stop_tx.send(());
         task.await.unwrap();

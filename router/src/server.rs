@@ -19,8 +19,8 @@ use tokio::sync::Semaphore;
 
 use crate::app::{App, FunctionRunner};
 use crate::body::{self, Body};
-use crate::cron::unix_now;
 use crate::queue::{BoxFuture, QueueError, RedriveFilter};
+use kpages_crds::schedule::unix_now;
 
 /// Serves `app` on `listener` until `shutdown` completes, then stops accepting, lets
 /// in-flight requests finish (up to the configured grace) and returns.
@@ -272,7 +272,7 @@ async fn run_now(app: &App, site: Option<&str>, name: &str) -> Result<(), (Statu
     let next = function
         .schedule
         .as_deref()
-        .and_then(|s| s.parse::<crate::cron::Schedule>().ok())
+        .and_then(|s| s.parse::<kpages_crds::schedule::Schedule>().ok())
         .and_then(|s| s.next_after(unix_now()));
     let job = FunctionRunner::schedule_job(&site.name, &site.deploy, name, next);
     app.runner()

@@ -19,9 +19,10 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use kpages_crds::manifest::InvocationKind;
 use tokio::sync::watch;
 
-use crate::resolve::CompiledDeploy;
+use kpages_routing::resolve::CompiledDeploy;
 
 /// Where a deploy's function host listens. Several endpoints (pods) are used round-robin.
 #[derive(Debug, Default)]
@@ -102,7 +103,7 @@ impl Deploy {
     /// Records a function call now.
     pub fn touch(&self) {
         self.last_call
-            .store(crate::cron::unix_now(), Ordering::Relaxed);
+            .store(kpages_crds::schedule::unix_now(), Ordering::Relaxed);
     }
 }
 
@@ -115,7 +116,7 @@ pub struct Site {
     pub deploy: Arc<Deploy>,
     /// FunctionRoutes written for the site (cluster mode), tried before the deploy's own
     /// function routes.
-    pub routes: Arc<crate::site_routes::SiteRoutes>,
+    pub routes: Arc<SiteRoutes>,
 }
 
 /// An immutable snapshot of everything the router serves.
@@ -161,7 +162,7 @@ impl RouteTable {
 
     /// The site for a `Host` header value (port and trailing dot ignored).
     pub fn site_for_host(&self, host: &str) -> Option<&Arc<Site>> {
-        let name = strip_port(host).trim_end_matches('.').to_ascii_lowercase();
+        let name = kpages_routing::host::normalize(host);
         self.hosts
             .get(&name)
             .or_else(|| {
@@ -199,15 +200,31 @@ impl RouteTable {
     }
 }
 
-pub(crate) fn strip_port(host: &str) -> &str {
-    if host.starts_with('[') {
-        return host.split(']').next().map_or(host, |h| &h[1..]);
-    }
-    match host.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => host,
-    }
+/// Where a site route (a FunctionRoute a user wrote) sends matching requests.
+#[derive(Debug, Clone)]
+pub enum RouteTarget {
+    /// A function of a deploy (the site's active one unless the route names another).
+    Function {
+        /// The deploy.
+        deploy: Arc<Deploy>,
+        /// The function's name in the deploy's manifest.
+        function: String,
+        /// Sync, or background through the queue.
+        invocation: InvocationKind,
+    },
+    /// A Service port, as `host:port` (its cluster IP): proxied with the request's own Host.
+    Service {
+        /// `<cluster IP>:<port>`.
+        authority: String,
+        /// `<namespace>/<name>:<port>`, for errors and logs.
+        name: String,
+    },
 }
+
+/// A site's routes, compiled by the routing core, with the router's targets.
+pub type SiteRoutes = kpages_routing::site_routes::SiteRoutes<RouteTarget>;
+/// One compiled site route with the router's target.
+pub type SiteRoute = kpages_routing::site_routes::SiteRoute<RouteTarget>;
 
 /// The live routing table: lock-free reads, atomic swaps, change notifications.
 #[derive(Debug)]

@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
-use kpages_crds::manifest::{HeaderRule, HeaderValue, InvocationKind};
+use kpages_crds::manifest::{HeaderRule, HeaderValue, InvocationKind, RedirectRule};
 use kpages_router::geo::GeoLookup;
-use kpages_router::rules::rule;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAGE: &str = "<!doctype html><title>home</title><p>hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello</p>";
@@ -33,15 +32,15 @@ async fn static_site() -> SiteBuilder {
         .await
         .file("/admin/index.html", "text/html", "secret admin")
         .await;
-    let mut forced = rule("/forced", "/about.html", 200);
+    let mut forced = RedirectRule::new("/forced", "/about.html", 200);
     forced.force = true;
-    let mut de = rule("/where", "/about.html", 302);
+    let mut de = RedirectRule::new("/where", "/about.html", 302);
     de.conditions.country = vec!["DE".into()];
     site.manifest.rules.redirects = vec![
-        rule("/old", "/about", 301),
-        rule("/where", "/index.html", 302),
-        rule("/spa/*", "/index.html", 200),
-        rule("/gone", "/404.html", 410),
+        RedirectRule::new("/old", "/about", 301),
+        RedirectRule::new("/where", "/index.html", 302),
+        RedirectRule::new("/spa/*", "/index.html", 200),
+        RedirectRule::new("/gone", "/404.html", 410),
         forced,
     ];
     site.manifest.rules.redirects.insert(1, de);
@@ -213,10 +212,11 @@ async fn rules_redirect_rewrite_status_conditions_and_basic_auth() {
 async fn proxy_rules_reach_absolute_urls() {
     let mut cb = Callback::start().await;
     let mut site = static_site().await;
-    site.manifest
-        .rules
-        .redirects
-        .push(rule("/backend/*", &format!("{}:splat", cb.url), 200));
+    site.manifest.rules.redirects.push(RedirectRule::new(
+        "/backend/*",
+        format!("{}:splat", cb.url),
+        200,
+    ));
     let router = Router::start(&site, vec![], test_config(), GeoLookup::Off).await;
     let c = client();
     let a = send(&c, "POST", &router.url("/backend/a/b?q=1"), &[], "payload").await;
@@ -233,8 +233,8 @@ async fn proxy_rules_reach_absolute_urls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn site_routes_reach_services_and_functions_before_the_deploys_own_routes() {
     use kpages_crds::FunctionRouteSpec;
-    use kpages_router::site_routes::{RouteTarget, SiteRoute, SiteRoutes};
     use kpages_router::table::{RouteTable, Site};
+    use kpages_router::table::{RouteTarget, SiteRoute, SiteRoutes};
     let host = NodeHost::start(&["echo"], &[]).await;
     let site = function_site().await;
     let router = Router::start(&site, vec![host.addr], test_config(), GeoLookup::Off).await;

@@ -2,12 +2,8 @@
 //! idempotent once re-encoded (within the length limit).
 #![no_main]
 
-#[path = "../../src/path.rs"]
-#[allow(dead_code)]
-mod path;
-
+use kpages_routing::path::{self, encode, normalize};
 use libfuzzer_sys::fuzz_target;
-use path::{encode, normalize};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(raw) = std::str::from_utf8(data) else {

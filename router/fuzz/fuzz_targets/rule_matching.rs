@@ -3,15 +3,9 @@
 //! and normalised paths. Input: "pattern\nhost\npath".
 #![no_main]
 
-#[path = "../../src/path.rs"]
-#[allow(dead_code)]
-mod path;
-#[path = "../../src/pattern.rs"]
-#[allow(dead_code)]
-mod pattern;
-
+use kpages_routing::path;
+use kpages_routing::pattern::Pattern;
 use libfuzzer_sys::fuzz_target;
-use pattern::Pattern;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {

@@ -17,9 +17,9 @@ use kpages_router::app::{App, Config};
 use kpages_router::cluster::{self, ClusterConfig};
 use kpages_router::geo::GeoLookup;
 use kpages_router::queue::NoQueue;
-use kpages_router::resolve::CompiledDeploy;
 use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_router::{scheduler, server};
+use kpages_routing::resolve::CompiledDeploy;
 use std::time::Duration;
 
 /// The kpages router: static files, rules and functions of a deploy.
@@ -200,8 +200,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(digest) => {
             let manifest = store.get_manifest(&digest).await?;
             let routes = CompiledDeploy::compile(Arc::new(manifest));
-            for w in &routes.warnings {
-                tracing::warn!(warning = %w, "manifest");
+            for w in &routes.unusable {
+                tracing::warn!(unusable = %w, "manifest pattern skipped");
             }
             let table = RouteTable::single(Site {
                 routes: Default::default(),

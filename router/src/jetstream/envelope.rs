@@ -280,7 +280,7 @@ pub fn now_ms() -> i64 {
 
 /// RFC 3339 UTC with milliseconds.
 pub fn rfc3339_ms(ms: i64) -> String {
-    let secs = crate::cron::iso8601(ms.div_euclid(1000));
+    let secs = kpages_crds::schedule::iso8601(ms.div_euclid(1000));
     // iso8601 ends in ".000Z"; keep "YYYY-MM-DDTHH:MM:SS." and put the milliseconds in.
     format!("{}{:03}Z", &secs[..20], ms.rem_euclid(1000))
 }

@@ -111,6 +111,36 @@ fn unsupported_config_values_name_file_and_field() {
     assert!(bg.build_fails().contains("cannot also be scheduled"));
 }
 
+/// A schedule the schedulers cannot run is refused by the build, wherever it is written: in
+/// the function's own `config`, in `netlify.toml`, or through the `schedule()` helper.
+#[test]
+fn invalid_schedules_fail_the_build_naming_the_schedule() {
+    let in_source = SiteFixture::new().with(
+        "netlify/functions/tick.mjs",
+        &format!("{OK_FN}export const config = {{ schedule: '60 * * * *' }};\n"),
+    );
+    let err = in_source.build_fails();
+    assert!(
+        err.starts_with("netlify/functions/tick.mjs: config field `schedule`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"60 * * * *\"") && err.contains("minute: 60 is outside 0-59"),
+        "{err}"
+    );
+
+    let in_toml = SiteFixture::new()
+        .with("netlify/functions/tick.mjs", OK_FN)
+        .with(
+            "netlify.toml",
+            "[functions.tick]\nschedule = \"0 0 L * *\"\n",
+        );
+    let err = in_toml.build_fails();
+    assert!(err.contains("schedule"), "{err}");
+    assert!(err.contains("\"0 0 L * *\""), "{err}");
+    assert!(err.contains("expected 5 fields"), "{err}");
+}
+
 #[test]
 fn unparseable_rule_files_name_file_and_line() {
     let cases = [

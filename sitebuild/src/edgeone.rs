@@ -14,7 +14,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::BuildError;
-use crate::redirects::{is_path_or_url, is_rule_status};
+use crate::netlify::redirects::{is_path_or_url, is_rule_status};
 
 /// Directories whose JavaScript files are EdgeOne Node Functions.
 pub const FUNCTION_DIRS: &[&str] = &["node-functions", "cloud-functions"];

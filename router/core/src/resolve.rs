@@ -17,7 +17,7 @@ use std::sync::Arc;
 use kpages_crds::Manifest;
 use kpages_crds::manifest::{Function, InvocationKind, RouteSyntax, is_function_name};
 
-use crate::pattern::{Params, Pattern};
+use crate::pattern::{Params, Pattern, Syntax, Unusable};
 use crate::rules::{CacheRules, HeaderRules, Redirect, RequestFacts};
 use crate::site_routes::SiteRoutes;
 
@@ -96,38 +96,50 @@ pub struct CompiledDeploy {
     pub cache: CacheRules,
     routes: Vec<FunctionRoute>,
     excluded: Vec<Vec<Pattern>>,
-    /// Parts of the manifest the router could not use, for logs.
-    pub warnings: Vec<String>,
+    /// Patterns of the manifest the router could not use, for logs (the build refuses them;
+    /// an older router may know less than the build that made the manifest).
+    pub unusable: Vec<Unusable>,
 }
 
 impl CompiledDeploy {
     /// Compiles a manifest. Never fails: a rule or route the router cannot read is skipped
-    /// with a warning (the build validated the manifest; an older router may know less).
+    /// and listed in [`CompiledDeploy::unusable`].
     pub fn compile(manifest: Arc<Manifest>) -> Self {
-        let mut warnings = Vec::new();
+        let mut unusable = Vec::new();
         let redirects = manifest
             .rules
             .redirects
             .iter()
             .filter_map(|r| match Redirect::compile(r) {
                 Ok(c) => Some(c),
-                Err(e) => {
-                    warnings.push(format!(
-                        "redirect rule skipped ({}): {e}",
-                        r.origin.as_deref().unwrap_or("manifest")
-                    ));
+                Err(error) => {
+                    unusable.push(Unusable {
+                        origin: r.origin.clone().unwrap_or_else(|| "manifest".into()),
+                        field: "redirect rule path".into(),
+                        syntax: Syntax::NetlifyRule,
+                        error,
+                    });
                     None
                 }
             })
             .collect();
-        let headers = HeaderRules::compile(&manifest.rules.headers, &mut warnings);
-        let cache = CacheRules::compile(&manifest.rules.cache, &mut warnings);
-        let compile_route = |f: &Function, r: &kpages_crds::manifest::Route| {
-            match r.syntax {
-                RouteSyntax::Urlpattern => Pattern::urlpattern(&r.pattern),
-                RouteSyntax::File => Pattern::edgeone_file(&r.pattern),
-            }
-            .map_err(|e| format!("route of function {:?} skipped: {e}", f.name))
+        let headers = HeaderRules::compile(&manifest.rules.headers, &mut unusable);
+        let cache = CacheRules::compile(&manifest.rules.cache, &mut unusable);
+        let mut compile_route = |f: &Function, r: &kpages_crds::manifest::Route, what: &str| {
+            let syntax = match r.syntax {
+                RouteSyntax::Urlpattern => Syntax::UrlPattern,
+                RouteSyntax::File => Syntax::EdgeoneFile,
+            };
+            Pattern::compile(syntax, &r.pattern)
+                .map_err(|error| {
+                    unusable.push(Unusable {
+                        origin: f.source.clone().unwrap_or_else(|| "manifest".into()),
+                        field: format!("{what} of function {:?}", f.name),
+                        syntax,
+                        error,
+                    })
+                })
+                .ok()
         };
         let mut routes = Vec::new();
         let mut excluded = Vec::new();
@@ -138,18 +150,17 @@ impl CompiledDeploy {
                 continue;
             }
             for r in &f.routes {
-                match compile_route(f, r) {
-                    Ok(pattern) => routes.push(FunctionRoute {
+                if let Some(pattern) = compile_route(f, r, "path") {
+                    routes.push(FunctionRoute {
                         pattern,
                         function: i,
-                    }),
-                    Err(w) => warnings.push(w),
+                    });
                 }
             }
             excluded.push(
                 f.excluded_routes
                     .iter()
-                    .filter_map(|r| compile_route(f, r).map_err(|w| warnings.push(w)).ok())
+                    .filter_map(|r| compile_route(f, r, "excludedPath"))
                     .collect(),
             );
         }
@@ -162,18 +173,28 @@ impl CompiledDeploy {
             cache,
             routes,
             excluded,
-            warnings,
+            unusable,
+        }
+    }
+
+    /// Every pattern of `manifest` the router cannot compile: what `kpages build` refuses.
+    pub fn check(manifest: &Manifest) -> Result<(), Vec<Unusable>> {
+        let compiled = Self::compile(Arc::new(manifest.clone()));
+        if compiled.unusable.is_empty() {
+            Ok(())
+        } else {
+            Err(compiled.unusable)
         }
     }
 
     /// Decides what to do with a request. `authorization` is the request's
     /// `Authorization` header, checked against `Basic-Auth` header rules; `site_routes` are
     /// the site's FunctionRoutes (empty outside cluster mode).
-    pub fn resolve(
+    pub fn resolve<T>(
         &self,
         facts: &RequestFacts,
         authorization: Option<&str>,
-        site_routes: &SiteRoutes,
+        site_routes: &SiteRoutes<T>,
     ) -> Decision {
         if let Some(auth) = self.headers.basic_auth_for(&facts.host, &facts.path)
             && !auth.allows(authorization)
@@ -207,11 +228,11 @@ impl CompiledDeploy {
     }
 
     /// A function for `path`: `/.netlify/functions/<name>`, a site route or a declared route.
-    fn function_for(
+    fn function_for<T>(
         &self,
         facts: &RequestFacts,
         path: &str,
-        site_routes: &SiteRoutes,
+        site_routes: &SiteRoutes<T>,
     ) -> Option<Decision> {
         if let Some(rest) = path.strip_prefix(FUNCTIONS_PREFIX) {
             let name = rest.split('/').next().unwrap_or("");
@@ -282,13 +303,13 @@ impl CompiledDeploy {
         None
     }
 
-    fn apply_rule(
+    fn apply_rule<T>(
         &self,
         status: u16,
         to: String,
         headers: &std::collections::BTreeMap<String, String>,
         facts: &RequestFacts,
-        site_routes: &SiteRoutes,
+        site_routes: &SiteRoutes<T>,
     ) -> Decision {
         let absolute = to.starts_with("http://") || to.starts_with("https://");
         match status {
@@ -379,9 +400,10 @@ impl CompiledDeploy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::rule;
     use kpages_crds::Digest;
-    use kpages_crds::manifest::{Dialect, HeaderRule, HeaderValue, Route, StaticFile};
+    use kpages_crds::manifest::{
+        Dialect, HeaderRule, HeaderValue, RedirectRule, Route, StaticFile,
+    };
 
     fn file() -> StaticFile {
         StaticFile {
@@ -466,25 +488,25 @@ mod tests {
             function("users-id", &[("/users/[id]", RouteSyntax::File)]),
             function("users-list", &[("/users/list", RouteSyntax::File)]),
         ];
-        let mut important = rule("/api/legacy", "/api/v2", 301);
+        let mut important = RedirectRule::new("/api/legacy", "/api/v2", 301);
         important.important = true;
-        let mut forced = rule("/forced", "/about", 200);
+        let mut forced = RedirectRule::new("/forced", "/about", 200);
         forced.force = true;
-        let mut forced_file = rule("/forced.html", "/about.html", 200);
+        let mut forced_file = RedirectRule::new("/forced.html", "/about.html", 200);
         forced_file.force = true;
         m.rules.redirects = vec![
             important,
-            rule("/api/shadow", "/nope", 301),
-            rule("/old", "/about", 301),
-            rule("/shadowed.html", "/about", 301),
+            RedirectRule::new("/api/shadow", "/nope", 301),
+            RedirectRule::new("/old", "/about", 301),
+            RedirectRule::new("/shadowed.html", "/about", 301),
             forced_file,
-            rule("/gone", "/404.html", 410),
-            rule("/teapot", "/missing.html", 418),
-            rule("/ext/*", "https://backend.example.com/:splat", 200),
-            rule("/fn-rewrite", "/.netlify/functions/legacy", 200),
-            rule("/route-rewrite", "/users/9", 200),
-            rule("/spa/*", "/index.html", 200),
-            rule("/ext-302/*", "https://other.example.com/:splat", 404),
+            RedirectRule::new("/gone", "/404.html", 410),
+            RedirectRule::new("/teapot", "/missing.html", 418),
+            RedirectRule::new("/ext/*", "https://backend.example.com/:splat", 200),
+            RedirectRule::new("/fn-rewrite", "/.netlify/functions/legacy", 200),
+            RedirectRule::new("/route-rewrite", "/users/9", 200),
+            RedirectRule::new("/spa/*", "/index.html", 200),
+            RedirectRule::new("/ext-302/*", "https://other.example.com/:splat", 404),
         ];
         m.rules.headers = vec![HeaderRule {
             for_path: "/admin/*".into(),
@@ -525,7 +547,7 @@ mod tests {
     #[test]
     fn precedence_table() {
         let d = CompiledDeploy::compile(Arc::new(site()));
-        assert!(d.warnings.is_empty(), "{:?}", d.warnings);
+        assert!(d.unusable.is_empty(), "{:?}", d.unusable);
         let cases: Vec<(&str, &str, &str, Decision)> = vec![
             ("GET", "/", "", stat("/index.html", 200)),
             ("GET", "/about", "", stat("/about.html", 200)),
@@ -632,7 +654,7 @@ mod tests {
                 ..Default::default()
             };
             assert_eq!(
-                d.resolve(&facts, None, &SiteRoutes::default()),
+                d.resolve(&facts, None, &SiteRoutes::<()>::default()),
                 want,
                 "{method} {path}?{query}"
             );
@@ -654,7 +676,7 @@ mod tests {
             base64::engine::general_purpose::STANDARD.encode("u:p")
         );
         assert_eq!(
-            d.resolve(&facts, Some(&ok), &SiteRoutes::default()),
+            d.resolve(&facts, Some(&ok), &SiteRoutes::<()>::default()),
             stat("/admin/index.html", 200)
         );
     }
@@ -670,11 +692,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.resolve(&facts("/a"), None, &SiteRoutes::default()),
+            d.resolve(&facts("/a"), None, &SiteRoutes::<()>::default()),
             Decision::Empty { status: 404 }
         );
         assert_eq!(
-            d.resolve(&facts("/a.html"), None, &SiteRoutes::default()),
+            d.resolve(&facts("/a.html"), None, &SiteRoutes::<()>::default()),
             stat("/a.html", 200)
         );
     }

@@ -40,6 +40,60 @@ pub enum PatternError {
     },
 }
 
+/// The syntax a pattern is written in, for telling a user what is accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Syntax {
+    /// `_redirects` `from`, `_headers` `for`, cache `source`.
+    NetlifyRule,
+    /// Netlify `config.path`, FunctionRoute `Pattern` matches.
+    UrlPattern,
+    /// EdgeOne `node-functions/` file names.
+    EdgeoneFile,
+}
+
+impl Syntax {
+    /// What the syntax accepts, in a user's words.
+    pub fn accepted(self) -> &'static str {
+        match self {
+            Self::NetlifyRule => {
+                "a path starting with '/' (optionally after https://host) with :name segments, a trailing * splat, and * inside a segment"
+            }
+            Self::UrlPattern => {
+                "a path starting with '/' with literal segments, :name, :name?, :name*, :name+ and *; no regular-expression groups"
+            }
+            Self::EdgeoneFile => {
+                "a path starting with '/' with [name] for one segment and [[name]] for the rest"
+            }
+        }
+    }
+}
+
+/// A pattern of a deploy that cannot be compiled, with where it was written: what `kpages
+/// build` refuses, and what an older router skips.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{origin}: {field}: {error}; accepted: {}", syntax.accepted())]
+pub struct Unusable {
+    /// The file (and line) the pattern came from, or `manifest`.
+    pub origin: String,
+    /// Which field holds it (`redirect rule \`from\``, `route of function "x"`).
+    pub field: String,
+    /// Its syntax.
+    pub syntax: Syntax,
+    /// Why it cannot be compiled.
+    pub error: PatternError,
+}
+
+impl Pattern {
+    /// Compiles `pattern` in `syntax`.
+    pub fn compile(syntax: Syntax, pattern: &str) -> Result<Self, PatternError> {
+        match syntax {
+            Syntax::NetlifyRule => Self::netlify_rule(pattern),
+            Syntax::UrlPattern => Self::urlpattern(pattern),
+            Syntax::EdgeoneFile => Self::edgeone_file(pattern),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     /// Exactly this text.

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use kpages_crds::manifest::{RateLimit, Route, RouteSyntax};
+use kpages_crds::schedule::Schedule;
 use serde_json::Value;
 
 use crate::error::BuildError;
@@ -340,36 +341,9 @@ fn rate_limit(v: &Value) -> Result<RateLimit, (String, String)> {
     Ok(out)
 }
 
-/// Accepts 5-field cron expressions and `@hourly`-style shortcuts.
+/// Checks a schedule with the grammar the schedulers run (see [`kpages_crds::schedule`]).
 pub fn check_cron(s: &str) -> Result<(), String> {
-    const SHORTCUTS: &[&str] = &[
-        "@yearly",
-        "@annually",
-        "@monthly",
-        "@weekly",
-        "@daily",
-        "@midnight",
-        "@hourly",
-    ];
-    if s.starts_with('@') {
-        return if SHORTCUTS.contains(&s) {
-            Ok(())
-        } else {
-            Err(format!("{s:?} is not one of {}", SHORTCUTS.join(", ")))
-        };
-    }
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if fields.len() != 5
-        || !fields.iter().all(|f| {
-            f.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | ',' | '-' | '/'))
-        })
-    {
-        return Err(format!(
-            "{s:?} is not a 5-field cron expression (minute hour day month weekday, UTC) or an @hourly-style shortcut"
-        ));
-    }
-    Ok(())
+    s.parse::<Schedule>().map(drop).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]
@@ -470,7 +444,11 @@ mod tests {
             (json!({"path": "a"}), "path", "must start with '/'"),
             (json!({"path": 3}), "path", "string"),
             (json!({"method": "FETCH"}), "method", "FETCH"),
-            (json!({"schedule": "every day"}), "schedule", "5-field"),
+            (
+                json!({"schedule": "every day"}),
+                "schedule",
+                "expected 5 fields",
+            ),
             (json!({"schedule": "@sometimes"}), "schedule", "@hourly"),
             (
                 json!({"preferStatic": "yes"}),
@@ -498,5 +476,10 @@ mod tests {
             assert!(err.contains(want), "{v}: {err}");
         }
         assert!(check_cron("*/5 * * * 1-5").is_ok());
+        let e = check_cron("60 * * * *").unwrap_err();
+        assert!(
+            e.contains("\"60 * * * *\"") && e.contains("minute: 60 is outside 0-59"),
+            "{e}"
+        );
     }
 }

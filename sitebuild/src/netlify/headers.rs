@@ -10,7 +10,7 @@
 use kpages_crds::manifest::{HeaderRule, HeaderValue};
 
 use crate::error::BuildError;
-use crate::redirects::is_path_or_url;
+use crate::netlify::redirects::is_path_or_url;
 
 /// Parses a `_headers` file. `file` is its path relative to the site.
 pub fn parse(text: &str, file: &str) -> Result<Vec<HeaderRule>, BuildError> {

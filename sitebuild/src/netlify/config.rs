@@ -13,7 +13,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::BuildError;
-use crate::redirects::{is_path_or_url, is_rule_status};
+use crate::netlify::redirects::{is_path_or_url, is_rule_status};
 
 /// The parts of a Netlify configuration kpages uses.
 #[derive(Debug, Default, Clone, PartialEq)]

@@ -4,8 +4,8 @@
 
 use std::path::{Path, PathBuf};
 
-use kpages_build::{BuildError, BuildOptions, BuildReport};
 use kpages_crds::Manifest;
+use kpages_sitebuild::{BuildError, BuildOptions, BuildReport};
 
 /// The repository's `examples/` directory.
 pub fn example(name: &str) -> PathBuf {
@@ -16,7 +16,7 @@ pub fn example(name: &str) -> PathBuf {
 
 /// Builds `site` into `out`.
 pub fn build(site: &Path, out: &Path) -> Result<BuildReport, BuildError> {
-    kpages_build::build(&BuildOptions {
+    kpages_sitebuild::build(&BuildOptions {
         site_dir: site.to_path_buf(),
         out_dir: Some(out.to_path_buf()),
         esbuild: None,

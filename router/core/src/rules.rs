@@ -2,12 +2,10 @@
 //! proxies; header rules (including `Basic-Auth`); cache rules. Matching is pure: it sees
 //! only [`RequestFacts`], never a socket.
 
-use std::collections::BTreeMap;
-
 use kpages_crds::manifest::{CacheRule, HeaderRule, RedirectRule, RuleConditions};
 
 use crate::path;
-use crate::pattern::{Params, Pattern};
+use crate::pattern::{Params, Pattern, Syntax, Unusable};
 
 /// What the rules may look at in a request, already extracted and normalised by the edge.
 #[derive(Debug, Clone, Default)]
@@ -265,14 +263,19 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 pub const BASIC_AUTH: &str = "Basic-Auth";
 
 impl HeaderRules {
-    /// Compiles header rules; unreadable patterns are returned as warnings.
-    pub fn compile(rules: &[HeaderRule], warnings: &mut Vec<String>) -> Self {
+    /// Compiles header rules; unreadable patterns are returned in `unusable`.
+    pub fn compile(rules: &[HeaderRule], unusable: &mut Vec<Unusable>) -> Self {
         let rules = rules
             .iter()
             .filter_map(|r| match Pattern::netlify_rule(&r.for_path) {
                 Ok(p) => Some((p, r.clone())),
-                Err(e) => {
-                    warnings.push(format!("header rule skipped: {e}"));
+                Err(error) => {
+                    unusable.push(Unusable {
+                        origin: r.origin.clone().unwrap_or_else(|| "manifest".into()),
+                        field: "header rule path".into(),
+                        syntax: Syntax::NetlifyRule,
+                        error,
+                    });
                     None
                 }
             })
@@ -309,14 +312,19 @@ pub struct CacheRules {
 }
 
 impl CacheRules {
-    /// Compiles cache rules; unreadable patterns are returned as warnings.
-    pub fn compile(rules: &[CacheRule], warnings: &mut Vec<String>) -> Self {
+    /// Compiles cache rules; unreadable patterns are returned in `unusable`.
+    pub fn compile(rules: &[CacheRule], unusable: &mut Vec<Unusable>) -> Self {
         let rules = rules
             .iter()
             .filter_map(|r| match Pattern::netlify_rule(&r.source) {
                 Ok(p) => Some((p, r.ttl_seconds)),
-                Err(e) => {
-                    warnings.push(format!("cache rule skipped: {e}"));
+                Err(error) => {
+                    unusable.push(Unusable {
+                        origin: "manifest".into(),
+                        field: "cache rule source".into(),
+                        syntax: Syntax::NetlifyRule,
+                        error,
+                    });
                     None
                 }
             })
@@ -330,21 +338,6 @@ impl CacheRules {
             .iter()
             .find(|(p, _)| p.matches(host, path).is_some())
             .map(|(_, ttl)| *ttl)
-    }
-}
-
-/// Builds a rule for tests and examples: `rule("/a", "/b", 301)`.
-pub fn rule(from: &str, to: &str, status: u16) -> RedirectRule {
-    RedirectRule {
-        from: from.into(),
-        to: to.into(),
-        status,
-        force: false,
-        important: false,
-        query: BTreeMap::new(),
-        conditions: RuleConditions::default(),
-        headers: BTreeMap::new(),
-        origin: None,
     }
 }
 
@@ -370,46 +363,58 @@ mod tests {
     #[test]
     fn redirect_target_table() {
         let cases: Vec<(RedirectRule, RequestFacts, Option<&str>)> = vec![
-            (rule("/old", "/new", 301), facts("/old", ""), Some("/new")),
-            (rule("/old", "/new", 301), facts("/old/", ""), Some("/new")),
-            (rule("/old", "/new", 301), facts("/older", ""), None),
             (
-                rule("/old", "/new", 301),
+                RedirectRule::new("/old", "/new", 301),
+                facts("/old", ""),
+                Some("/new"),
+            ),
+            (
+                RedirectRule::new("/old", "/new", 301),
+                facts("/old/", ""),
+                Some("/new"),
+            ),
+            (
+                RedirectRule::new("/old", "/new", 301),
+                facts("/older", ""),
+                None,
+            ),
+            (
+                RedirectRule::new("/old", "/new", 301),
                 facts("/old", "a=1&b=2"),
                 Some("/new?a=1&b=2"),
             ),
             (
-                rule("/old", "/new?x=1", 301),
+                RedirectRule::new("/old", "/new?x=1", 301),
                 facts("/old", "a=1"),
                 Some("/new?x=1"),
             ),
             (
-                rule("/news/:year/:slug", "/blog/:year/:slug", 301),
+                RedirectRule::new("/news/:year/:slug", "/blog/:year/:slug", 301),
                 facts("/news/2024/hello", ""),
                 Some("/blog/2024/hello"),
             ),
             (
-                rule("/shop/*", "https://shop.example.net/:splat", 301),
+                RedirectRule::new("/shop/*", "https://shop.example.net/:splat", 301),
                 facts("/shop/a/b c", ""),
                 Some("https://shop.example.net/a/b%20c"),
             ),
             (
-                rule("/api/*", "http://127.0.0.1:8080/v1/:splat", 200),
+                RedirectRule::new("/api/*", "http://127.0.0.1:8080/v1/:splat", 200),
                 facts("/api/x", ""),
                 Some("http://127.0.0.1:8080/v1/x"),
             ),
             (
-                rule("/a/:unknown", "/b/:other/:unknown", 302),
+                RedirectRule::new("/a/:unknown", "/b/:other/:unknown", 302),
                 facts("/a/1", ""),
                 Some("/b/:other/1"),
             ),
             (
-                rule("/*", "/index.html", 200),
+                RedirectRule::new("/*", "/index.html", 200),
                 facts("/deep/link", ""),
                 Some("/index.html"),
             ),
             (
-                rule(
+                RedirectRule::new(
                     "https://old.example.com/*",
                     "https://new.example.com/:splat",
                     301,
@@ -425,7 +430,7 @@ mod tests {
 
     #[test]
     fn query_matching_table() {
-        let mut r = rule("/store", "/blog/:id", 301);
+        let mut r = RedirectRule::new("/store", "/blog/:id", 301);
         r.query.insert("id".into(), ":id".into());
         assert_eq!(
             to(&r, &facts("/store", "id=42")).as_deref(),
@@ -437,7 +442,7 @@ mod tests {
         );
         assert_eq!(to(&r, &facts("/store", "")), None);
         assert_eq!(to(&r, &facts("/store", "other=1")), None);
-        let mut lit = rule("/page", "/two", 302);
+        let mut lit = RedirectRule::new("/page", "/two", 302);
         lit.query.insert("p".into(), "2".into());
         assert_eq!(to(&lit, &facts("/page", "p=2")).as_deref(), Some("/two"));
         assert_eq!(to(&lit, &facts("/page", "p=3")), None);
@@ -446,7 +451,7 @@ mod tests {
     #[test]
     fn condition_table() {
         let with = |f: fn(&mut RuleConditions)| {
-            let mut r = rule("/*", "/x", 302);
+            let mut r = RedirectRule::new("/*", "/x", 302);
             f(&mut r.conditions);
             r
         };

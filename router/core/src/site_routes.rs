@@ -13,40 +13,17 @@
 //! (`Accepted=True`: no conflict with an older route), as Gateway API controllers program only
 //! accepted routes.
 
-use std::sync::Arc;
-
 use kpages_crds::FunctionRouteSpec;
 use kpages_crds::function_route::{HttpMethod, PathMatchType};
-use kpages_crds::manifest::InvocationKind;
 
+use crate::host;
 use crate::pattern::{Params, Pattern};
 use crate::rules::RequestFacts;
-use crate::table::Deploy;
 
-/// Where a site route sends matching requests.
+/// One compiled route; `T` is where it sends matching requests (the router's upstreams; the
+/// matching here never looks at it).
 #[derive(Debug, Clone)]
-pub enum RouteTarget {
-    /// A function of a deploy (the site's active one unless the route names another).
-    Function {
-        /// The deploy.
-        deploy: Arc<Deploy>,
-        /// The function's name in the deploy's manifest.
-        function: String,
-        /// Sync, or background through the queue.
-        invocation: InvocationKind,
-    },
-    /// A Service port, as `host:port` (its cluster IP): proxied with the request's own Host.
-    Service {
-        /// `<cluster IP>:<port>`.
-        authority: String,
-        /// `<namespace>/<name>:<port>`, for errors and logs.
-        name: String,
-    },
-}
-
-/// One compiled route.
-#[derive(Debug, Clone)]
-pub struct SiteRoute {
+pub struct SiteRoute<T> {
     /// `<namespace>/<FunctionRoute name>`.
     pub name: String,
     /// Lower-case hosts (`*.example.com` for one label below); empty: every host of the site.
@@ -55,7 +32,7 @@ pub struct SiteRoute {
     /// A static file at the request path wins over the route.
     pub prefer_static: bool,
     /// Where matching requests go.
-    pub target: RouteTarget,
+    pub target: T,
     order: i32,
     specificity: (usize, u8),
 }
@@ -103,14 +80,10 @@ fn method_name(m: HttpMethod) -> &'static str {
     }
 }
 
-impl SiteRoute {
+impl<T> SiteRoute<T> {
     /// Compiles a FunctionRoute's matches for `target`; an error names the match that cannot
     /// be compiled (a `Pattern` value outside the supported URLPattern syntax).
-    pub fn compile(
-        name: String,
-        spec: &FunctionRouteSpec,
-        target: RouteTarget,
-    ) -> Result<Self, String> {
+    pub fn compile(name: String, spec: &FunctionRouteSpec, target: T) -> Result<Self, String> {
         let mut matches = Vec::with_capacity(spec.matches.len());
         let mut specificity = (0, 0);
         for m in &spec.matches {
@@ -169,15 +142,21 @@ impl SiteRoute {
 }
 
 /// A site's routes in the order they are tried.
-#[derive(Debug, Clone, Default)]
-pub struct SiteRoutes {
-    routes: Vec<SiteRoute>,
+#[derive(Debug, Clone)]
+pub struct SiteRoutes<T> {
+    routes: Vec<SiteRoute<T>>,
 }
 
-impl SiteRoutes {
+impl<T> Default for SiteRoutes<T> {
+    fn default() -> Self {
+        Self { routes: Vec::new() }
+    }
+}
+
+impl<T> SiteRoutes<T> {
     /// Orders `routes`: lower `order` first, then the most specific path (longest value;
     /// `Exact` over `PathPrefix` over `Pattern` at equal length), then name.
-    pub fn new(mut routes: Vec<SiteRoute>) -> Self {
+    pub fn new(mut routes: Vec<SiteRoute<T>>) -> Self {
         routes.sort_by(|a, b| {
             a.order
                 .cmp(&b.order)
@@ -193,7 +172,7 @@ impl SiteRoutes {
     }
 
     /// The route at `index` (as returned by [`SiteRoutes::find`]).
-    pub fn get(&self, index: usize) -> Option<&SiteRoute> {
+    pub fn get(&self, index: usize) -> Option<&SiteRoute<T>> {
         self.routes.get(index)
     }
 
@@ -208,9 +187,7 @@ impl SiteRoutes {
         if self.routes.is_empty() {
             return None;
         }
-        let host = crate::table::strip_port(&facts.host)
-            .trim_end_matches('.')
-            .to_ascii_lowercase();
+        let host = host::normalize(&facts.host);
         self.routes.iter().enumerate().find_map(|(i, r)| {
             if !r.host_matches(&host) {
                 return None;
@@ -261,15 +238,9 @@ mod tests {
         }
     }
 
-    fn service(name: &str) -> RouteTarget {
-        RouteTarget::Service {
-            authority: "10.0.0.1:80".into(),
-            name: name.into(),
-        }
-    }
-
-    fn route(name: &str, spec: &FunctionRouteSpec) -> SiteRoute {
-        SiteRoute::compile(name.into(), spec, service(name)).unwrap()
+    /// Routes in these tests target their own name.
+    fn route(name: &str, spec: &FunctionRouteSpec) -> SiteRoute<String> {
+        SiteRoute::compile(name.into(), spec, name.to_string()).unwrap()
     }
 
     fn facts(method: &str, host: &str, path: &str) -> RequestFacts {
@@ -281,7 +252,7 @@ mod tests {
         }
     }
 
-    fn found(routes: &SiteRoutes, method: &str, host: &str, path: &str) -> Option<String> {
+    fn found(routes: &SiteRoutes<String>, method: &str, host: &str, path: &str) -> Option<String> {
         routes
             .find(&facts(method, host, path), path, &|p| p == "/static.html")
             .map(|(i, _)| routes.get(i).unwrap().name.clone())
@@ -390,7 +361,7 @@ mod tests {
     #[test]
     fn a_pattern_outside_the_supported_syntax_is_refused_by_name() {
         let bad = spec(&[(Pat, "/a/(\\d+)", None)], 100);
-        let err = SiteRoute::compile("ns/r".into(), &bad, service("ns/r")).unwrap_err();
+        let err = SiteRoute::compile("ns/r".into(), &bad, "ns/r".to_string()).unwrap_err();
         assert!(err.starts_with(r#"path "/a/(\\d+)": "#), "{err}");
     }
 }

@@ -122,6 +122,10 @@ pub enum BuildError {
         /// What is wrong and what is accepted.
         message: String,
     },
+    /// Patterns the router could not compile (its routing core decides, so what the build
+    /// accepts is what every router serves).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Unroutable(Vec<kpages_routing::pattern::Unusable>),
     /// The manifest built from the site breaks one of its invariants (a bug in kpages or a
     /// value no parser caught).
     #[error("the built manifest is invalid: {0}")]

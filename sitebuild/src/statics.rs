@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use kpages_crds::Digest;
 
 use crate::error::BuildError;
-use crate::netlify_functions::rel;
+use crate::netlify::functions::rel;
 
 /// A static file to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,12 +3,12 @@
 //! file, function bundle, included file and the deploy manifest as `blobs/sha256/<hex>`.
 //!
 //! ```text
-//!  site/ ─┬─ netlify.toml, .netlify/v1/config.json ─► netlify_config ─┐
-//!         ├─ edgeone.json ───────────────────────────► edgeone ───────┤ rules, settings
-//!         ├─ <publish>/_redirects, _headers ─────────► redirects, headers
-//!         ├─ netlify/functions/*, .netlify/v1/functions/* ─► netlify_functions ─┐
-//!         ├─ node-functions/**, cloud-functions/** ─► edgeone::file_route ──────┤ esbuild
-//!         └─ <publish>/** ───────────────────────────► statics                  ▼
+//!  site/ ─┬─ netlify.toml, .netlify/v1/config.json ─► netlify::config ──┐
+//!         ├─ edgeone.json ───────────────────────────► edgeone ──────────┤ rules, settings
+//!         ├─ <publish>/_redirects, _headers ─────────► netlify::{redirects, headers}
+//!         ├─ netlify/functions/*, .netlify/v1/functions/* ─► netlify::functions ┐
+//!         ├─ node-functions/**, cloud-functions/** ─► edgeone::file_route ─────┤ esbuild
+//!         └─ <publish>/** ───────────────────────────► statics                 ▼
 //!                                                           Manifest ─► output (staged, renamed)
 //! ```
 //!
@@ -18,11 +18,8 @@
 pub mod edgeone;
 pub mod error;
 pub mod esbuild;
-pub mod headers;
-pub mod netlify_config;
-pub mod netlify_functions;
+pub mod netlify;
 pub mod output;
-pub mod redirects;
 pub mod routes;
 pub mod source_config;
 pub mod statics;
@@ -35,11 +32,12 @@ use kpages_crds::manifest::{
     Dialect, Function, IncludedFile, InvocationKind, Limits, Route, Rules, SiteSettings, StaticFile,
 };
 use kpages_crds::{Digest, Manifest};
+use kpages_routing::resolve::CompiledDeploy;
 
 pub use error::BuildError;
 use esbuild::Esbuild;
-use netlify_config::NetlifyConfig;
-use netlify_functions::rel;
+use netlify::config::NetlifyConfig;
+use netlify::functions::rel;
 use output::BlobSource;
 
 /// What to build and where.
@@ -174,7 +172,7 @@ fn assemble(site: &Path, out: &Path, esbuild_path: Option<&Path>) -> Result<Arti
     let toml_cfg = match read_optional(&site.join("netlify.toml"))? {
         Some(text) => {
             layouts.insert(Layout::Netlify);
-            Some(netlify_config::parse_toml(&text, "netlify.toml")?)
+            Some(netlify::config::parse_toml(&text, "netlify.toml")?)
         }
         None => None,
     };
@@ -184,7 +182,7 @@ fn assemble(site: &Path, out: &Path, esbuild_path: Option<&Path>) -> Result<Arti
     };
     let fw_file = root.join(".netlify/v1/config.json");
     let fw_cfg = match read_optional(&fw_file)? {
-        Some(text) => Some(netlify_config::parse_frameworks_json(
+        Some(text) => Some(netlify::config::parse_frameworks_json(
             &text,
             &rel(site, &fw_file),
         )?),
@@ -194,7 +192,7 @@ fn assemble(site: &Path, out: &Path, esbuild_path: Option<&Path>) -> Result<Arti
     if fw_cfg.is_some() || fw_functions.is_dir() {
         layouts.insert(Layout::FrameworksApi);
     }
-    let netlify = netlify_config::merge(toml_cfg.unwrap_or_default(), fw_cfg.unwrap_or_default());
+    let netlify = netlify::config::merge(toml_cfg.unwrap_or_default(), fw_cfg.unwrap_or_default());
     let eo_file = root.join("edgeone.json");
     let eo = match read_optional(&eo_file)? {
         Some(text) => {
@@ -239,10 +237,10 @@ fn assemble(site: &Path, out: &Path, esbuild_path: Option<&Path>) -> Result<Arti
     let mut netlify_fns = Vec::new();
     if user_fn_dir.is_dir() {
         layouts.insert(Layout::Netlify);
-        netlify_fns = netlify_functions::discover(&user_fn_dir, site)?;
+        netlify_fns = netlify::functions::discover(&user_fn_dir, site)?;
     }
     if fw_functions.is_dir() {
-        for f in netlify_functions::discover(&fw_functions, site)? {
+        for f in netlify::functions::discover(&fw_functions, site)? {
             // A user function of the same name wins over the framework's (Frameworks API).
             if !netlify_fns.iter().any(|u| u.name == f.name) {
                 netlify_fns.push(f);
@@ -341,15 +339,16 @@ fn assemble(site: &Path, out: &Path, esbuild_path: Option<&Path>) -> Result<Arti
         .redirects
         .extend(netlify.important_redirects.iter().cloned());
     if let Some(text) = read_optional(&publish.join("_redirects"))? {
-        rules
-            .redirects
-            .extend(redirects::parse(&text, &publish_rel("_redirects"))?);
+        rules.redirects.extend(netlify::redirects::parse(
+            &text,
+            &publish_rel("_redirects"),
+        )?);
     }
     rules.redirects.extend(netlify.redirects.iter().cloned());
     if let Some(text) = read_optional(&publish.join("_headers"))? {
         rules
             .headers
-            .extend(headers::parse(&text, &publish_rel("_headers"))?);
+            .extend(netlify::headers::parse(&text, &publish_rel("_headers"))?);
     }
     rules.headers.extend(netlify.headers.iter().cloned());
     let mut site_settings = SiteSettings::default();
@@ -394,6 +393,7 @@ fn assemble(site: &Path, out: &Path, esbuild_path: Option<&Path>) -> Result<Arti
         ..Manifest::new()
     };
     manifest.check()?;
+    CompiledDeploy::check(&manifest).map_err(BuildError::Unroutable)?;
     Ok(Artifact {
         manifest,
         blobs,
@@ -442,13 +442,13 @@ impl FunctionContext<'_> {
     fn netlify_function(
         &self,
         esbuild: &Esbuild,
-        found: &netlify_functions::FoundFunction,
+        found: &netlify::functions::FoundFunction,
         index: usize,
     ) -> Result<(Function, Vec<(Digest, BlobSource)>), BuildError> {
         let file = rel(self.site, &found.entry);
         let transformed = esbuild.transform(self.site, &file)?;
         let config = match source_config::extract_config(&transformed) {
-            Ok(Some(v)) => netlify_functions::interpret_config(&v, &file)?,
+            Ok(Some(v)) => netlify::functions::interpret_config(&v, &file)?,
             Ok(None) => Default::default(),
             Err(e) => {
                 return Err(BuildError::NonStaticConfig {
@@ -478,7 +478,7 @@ impl FunctionContext<'_> {
                 message: "exports neither a default function (Netlify v2: `export default async (req, context) => …`) nor a Lambda-compatible `handler`".into(),
             });
         };
-        let per_name: Vec<&netlify_config::FunctionSettings> = self
+        let per_name: Vec<&netlify::config::FunctionSettings> = self
             .netlify
             .functions_by_name
             .iter()
@@ -496,7 +496,7 @@ impl FunctionContext<'_> {
             .or_else(|| per_name.iter().find_map(|s| s.schedule.clone()))
             .or_else(|| source_config::schedule_helper(&transformed));
         if let Some(s) = &schedule {
-            netlify_functions::check_cron(s).map_err(|message| BuildError::UnsupportedConfig {
+            netlify::functions::check_cron(s).map_err(|message| BuildError::UnsupportedConfig {
                 file: file.clone(),
                 field: "schedule".into(),
                 message,

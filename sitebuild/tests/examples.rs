@@ -4,8 +4,8 @@
 mod common;
 
 use common::{assert_blobs_stored, build, example, stored_manifest};
-use kpages_build::Layout;
 use kpages_crds::manifest::{Dialect, InvocationKind, RouteSyntax};
+use kpages_sitebuild::Layout;
 
 #[test]
 fn static_site_has_files_rules_and_a_404_page() {

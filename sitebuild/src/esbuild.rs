@@ -17,7 +17,7 @@ pub const PINNED_VERSION: &str = "0.28.2";
 
 /// The `@netlify/functions` stand-in bundled into functions that import it: the types are
 /// erased by esbuild; these are the runtime helpers.
-pub const NETLIFY_FUNCTIONS_SHIM: &str = include_str!("netlify_functions_shim.mjs");
+pub const NETLIFY_FUNCTIONS_SHIM: &str = include_str!("netlify/functions_shim.mjs");
 
 /// How every bundle begins: CommonJS dependencies inlined into an ES module still call
 /// `require` and read `__dirname`/`__filename`, which ES modules lack. The names are
