@@ -49,3 +49,28 @@ fn build_fails_with_the_file_and_line_and_writes_nothing() {
     assert!(!out.path().join("out").exists());
     assert!(result.stdout.is_empty());
 }
+
+/// A schedule no scheduler can run fails the build with the function's file, the field and
+/// the schedule, instead of building a function that `kpages dev` and the cluster never run.
+#[test]
+fn build_refuses_a_schedule_that_cannot_run() {
+    let site = tempfile::tempdir().expect("tempdir");
+    std::fs::write(site.path().join("index.html"), "hi").expect("write");
+    std::fs::create_dir_all(site.path().join("netlify/functions")).expect("mkdir");
+    std::fs::write(
+        site.path().join("netlify/functions/tick.mjs"),
+        "export default async () => {};\nexport const config = { schedule: \"60 * * * *\" };\n",
+    )
+    .expect("write");
+    let out = tempfile::tempdir().expect("tempdir");
+    let result = kpages_build(site.path(), &out.path().join("out"));
+    assert!(!result.status.success());
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(
+        stderr.contains("netlify/functions/tick.mjs: config field `schedule`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("invalid schedule \"60 * * * *\""), "{stderr}");
+    assert!(stderr.contains("minute: 60 is outside 0-59"), "{stderr}");
+    assert!(!out.path().join("out").exists());
+}

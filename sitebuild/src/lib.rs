@@ -605,11 +605,21 @@ impl FunctionContext<'_> {
         }
         let mut include = GlobSetBuilder::new();
         let mut exclude = GlobSetBuilder::new();
+        let outside = |g: &str, what: &str| BuildError::UnsupportedConfig {
+            file: file.to_string(),
+            field: "includedFiles".into(),
+            message: format!(
+                "{g:?} {what}; included files must be inside the site directory, named by globs relative to it (such as \"data/**\")"
+            ),
+        };
         for g in globs {
             let (set, pattern) = match g.strip_prefix('!') {
                 Some(p) => (&mut exclude, p),
                 None => (&mut include, g.as_str()),
             };
+            if pattern.starts_with('/') || pattern.split(['/', '\\']).any(|seg| seg == "..") {
+                return Err(outside(g, "reaches outside the site directory"));
+            }
             let glob = Glob::new(pattern.trim_start_matches("./")).map_err(|e| {
                 BuildError::UnsupportedConfig {
                     file: file.to_string(),
@@ -638,10 +648,28 @@ impl FunctionContext<'_> {
                 path: self.root.to_path_buf(),
                 source: e.into(),
             })?;
-            if !entry.file_type().is_file() {
+            let path = rel(self.root, entry.path());
+            if entry.path_is_symlink() && include.is_match(&path) && !exclude.is_match(&path) {
+                // A link is followed only to a file inside the site: the bundle must not carry
+                // what the site's author pointed at elsewhere on the build machine.
+                let target =
+                    std::fs::canonicalize(entry.path()).map_err(BuildError::io(entry.path()))?;
+                let root = std::fs::canonicalize(self.root).map_err(BuildError::io(self.root))?;
+                if !target.starts_with(&root) {
+                    return Err(outside(
+                        &path,
+                        &format!(
+                            "is a link to {}, outside the site directory",
+                            target.display()
+                        ),
+                    ));
+                }
+                if !target.is_file() {
+                    continue;
+                }
+            } else if !entry.file_type().is_file() {
                 continue;
             }
-            let path = rel(self.root, entry.path());
             if include.is_match(&path) && !exclude.is_match(&path) {
                 let bytes = std::fs::read(entry.path()).map_err(BuildError::io(entry.path()))?;
                 out.push((

@@ -141,6 +141,60 @@ fn invalid_schedules_fail_the_build_naming_the_schedule() {
     assert!(err.contains("expected 5 fields"), "{err}");
 }
 
+/// A URL pattern the router cannot compile fails the build instead of being skipped at serve
+/// time, naming the file, the field, the pattern and what is accepted.
+#[test]
+fn patterns_the_router_cannot_compile_fail_the_build() {
+    let site = SiteFixture::new().with(
+        "netlify/functions/items.mjs",
+        &format!("{OK_FN}export const config = {{ path: '/items/:id(\\\\d+)' }};\n"),
+    );
+    let err = site.build_fails();
+    assert!(
+        err.starts_with("netlify/functions/items.mjs: path of function \"items\""),
+        "{err}"
+    );
+    assert!(err.contains(r#"pattern "/items/:id(\\d+)""#), "{err}");
+    assert!(err.contains("a regular-expression group is not supported"), "{err}");
+    assert!(err.contains("accepted: a path starting with '/'"), "{err}");
+}
+
+/// Included files come from inside the site only: a glob that climbs out of it, or a link
+/// that points out of it, fails the build and names the file, the field and the value.
+#[test]
+fn included_files_outside_the_site_fail_the_build() {
+    let climbing = SiteFixture::new().with(
+        "netlify/functions/f.mjs",
+        &format!("{OK_FN}export const config = {{ includedFiles: ['../secrets/*'] }};\n"),
+    );
+    let err = climbing.build_fails();
+    assert!(
+        err.starts_with("netlify/functions/f.mjs: config field `includedFiles`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("\"../secrets/*\" reaches outside the site directory"),
+        "{err}"
+    );
+
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("key.pem"), "secret").unwrap();
+    let linked = SiteFixture::new().with(
+        "netlify/functions/f.mjs",
+        &format!("{OK_FN}export const config = {{ includedFiles: ['data/**'] }};\n"),
+    );
+    std::fs::create_dir_all(linked.path().join("data")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path().join("key.pem"),
+        linked.path().join("data/key.pem"),
+    )
+    .unwrap();
+    let err = linked.build_fails();
+    assert!(err.contains("`includedFiles`"), "{err}");
+    assert!(err.contains("\"data/key.pem\" is a link to"), "{err}");
+    assert!(err.contains("outside the site directory"), "{err}");
+}
+
 #[test]
 fn unparseable_rule_files_name_file_and_line() {
     let cases = [
