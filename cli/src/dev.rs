@@ -16,12 +16,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use kpages_crds::Manifest;
-use kpages_router::app::{App, Config};
-use kpages_router::geo::GeoLookup;
-use kpages_router::node_host::{self, NodeHost};
-use kpages_router::table::{Deploy, RouteTable, Routes, Site};
-use kpages_router::{scheduler, server};
-use kpages_routing::resolve::CompiledDeploy;
+use kpages_router::http::admin;
+use kpages_router::http::pipeline::{App, Config};
+use kpages_router::http::server;
+use kpages_router::jobs::scheduler;
+use kpages_router::observe::geo::GeoLookup;
+use kpages_router::sources::local;
+use kpages_router::table::{RouteTable, Routes};
+
+use crate::node_host::{self, NodeHost};
 use kpages_store::BlobStore;
 
 /// Arguments of `kpages dev`.
@@ -73,7 +76,7 @@ pub enum DevError {
     Bind(#[from] server::BindError),
     /// The geo database could not be opened.
     #[error("{0}")]
-    Geo(#[from] kpages_router::geo::GeoError),
+    Geo(#[from] kpages_router::observe::geo::GeoError),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -161,7 +164,7 @@ async fn dev(args: &Args) -> Result<(), DevError> {
         app.clone(),
         stopped(stop_rx.clone()),
     ));
-    let admin_task = tokio::spawn(server::serve_admin(
+    let admin_task = tokio::spawn(admin::serve_admin(
         admin,
         app.clone(),
         stopped(stop_rx.clone()),
@@ -292,20 +295,16 @@ fn print_host_line(line: &str) {
 }
 
 fn table(site: &str, running: &Running, generation: u64) -> RouteTable {
-    let routes = CompiledDeploy::compile(Arc::new(running.manifest.clone()));
-    for w in &routes.unusable {
+    let (table, unusable) = local::single_deploy(
+        site,
+        format!("dev-{generation}"),
+        Arc::new(running.manifest.clone()),
+        running.host.iter().map(|h| h.addr).collect(),
+    );
+    for w in &unusable {
         eprintln!("kpages dev: warning: {w}");
     }
-    RouteTable::single(Site {
-        routes: Default::default(),
-        name: site.to_string(),
-        deploy: Arc::new(Deploy::new(
-            format!("dev-{generation}"),
-            Arc::new(routes),
-            running.host.iter().map(|h| h.addr).collect(),
-            true,
-        )),
-    })
+    table
 }
 
 /// A cheap summary of the site's files (paths, sizes, modification times), skipping build

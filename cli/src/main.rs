@@ -11,6 +11,7 @@ mod deploy;
 mod dev;
 #[cfg(test)]
 mod fake_api;
+mod node_host;
 mod rollback;
 mod status;
 mod upload;

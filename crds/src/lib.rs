@@ -16,6 +16,7 @@ pub mod deploy;
 pub mod digest;
 pub mod function_route;
 pub mod generate;
+pub mod host;
 pub mod limits;
 pub mod manifest;
 pub mod names;

@@ -76,7 +76,7 @@ fn yes() -> bool {
 }
 
 /// Function limits. Unset fields fall back to the site's, then to kpages' defaults.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Limits {
     /// Wall time of a synchronous call, in seconds.

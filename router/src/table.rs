@@ -74,13 +74,9 @@ pub struct Deploy {
     pub site_limits: SiteLimits,
 }
 
-/// A Site's function limits (`spec.functions` of the Site object); `None`: not given.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct SiteLimits {
-    pub timeout_seconds: Option<u32>,
-    pub background_timeout_seconds: Option<u32>,
-    pub max_body_bytes: Option<u64>,
-}
+/// A Site object's function limits (`spec.functions`); a field not given is `None`. They sit
+/// between the manifest's and the router's own in the limits precedence.
+pub type SiteLimits = kpages_crds::manifest::Limits;
 
 impl Deploy {
     /// A deploy with these function endpoints.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use kpages_crds::manifest::{HeaderRule, HeaderValue, InvocationKind, RedirectRule};
-use kpages_router::geo::GeoLookup;
+use kpages_router::observe::geo::GeoLookup;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PAGE: &str = "<!doctype html><title>home</title><p>hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello hello</p>";

@@ -17,8 +17,8 @@ use common::nats::{NatsServer, free_port};
 use common::*;
 use kpages_crds::Digest;
 use kpages_crds::manifest::InvocationKind;
-use kpages_router::jetstream::JetStreamConfig;
-use kpages_router::jetstream::envelope::Envelope;
+use kpages_router::jobs::jetstream::JetStreamConfig;
+use kpages_router::jobs::jetstream::envelope::Envelope;
 use kpages_store::BlobStore;
 
 const LONG: Duration = Duration::from_secs(60);

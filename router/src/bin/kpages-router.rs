@@ -13,13 +13,15 @@ use clap::Parser;
 /// from every worker thread, where glibc's arenas cost ~15 % of the router's CPU (perf).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use kpages_router::app::{App, Config};
-use kpages_router::cluster::{self, ClusterConfig};
-use kpages_router::geo::GeoLookup;
-use kpages_router::queue::NoQueue;
-use kpages_router::table::{Deploy, RouteTable, Routes, Site};
-use kpages_router::{scheduler, server};
-use kpages_routing::resolve::CompiledDeploy;
+use kpages_router::http::admin;
+use kpages_router::http::pipeline::{App, Config};
+use kpages_router::http::server;
+use kpages_router::jobs::queue::NoQueue;
+use kpages_router::jobs::scheduler;
+use kpages_router::observe::geo::GeoLookup;
+use kpages_router::sources::cluster::{self, ClusterConfig};
+use kpages_router::sources::local;
+use kpages_router::table::{RouteTable, Routes};
 use std::time::Duration;
 
 /// The kpages router: static files, rules and functions of a deploy.
@@ -86,7 +88,7 @@ struct Args {
     #[arg(long, env = "KPAGES_GEO_DB")]
     geo_db: Option<PathBuf>,
     #[command(flatten)]
-    queue: kpages_router::jetstream::QueueArgs,
+    queue: kpages_router::jobs::jetstream::QueueArgs,
 }
 
 #[tokio::main]
@@ -199,20 +201,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let cluster = match args.manifest {
         Some(digest) => {
             let manifest = store.get_manifest(&digest).await?;
-            let routes = CompiledDeploy::compile(Arc::new(manifest));
-            for w in &routes.unusable {
+            let (table, unusable) = local::single_deploy(
+                &args.site,
+                digest.to_string(),
+                Arc::new(manifest),
+                args.function_hosts.clone(),
+            );
+            for w in &unusable {
                 tracing::warn!(unusable = %w, "manifest pattern skipped");
             }
-            let table = RouteTable::single(Site {
-                routes: Default::default(),
-                name: args.site.clone(),
-                deploy: Arc::new(Deploy::new(
-                    digest.to_string(),
-                    Arc::new(routes),
-                    args.function_hosts.clone(),
-                    true,
-                )),
-            });
             Source::Single(table)
         }
         None => Source::Cluster(ClusterConfig {
@@ -252,8 +249,14 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ))
         })
     } else {
-        kpages_router::jetstream::build_app(&args.queue, config, routes.clone(), store.clone(), geo)
-            .await?
+        kpages_router::jobs::jetstream::build_app(
+            &args.queue,
+            config,
+            routes.clone(),
+            store.clone(),
+            geo,
+        )
+        .await?
     };
     let listener = server::bind(args.listen).await?;
     let admin = server::bind(args.admin_listen).await?;
@@ -286,7 +289,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             })
         }
     };
-    let admin_task = tokio::spawn(server::serve_admin(
+    let admin_task = tokio::spawn(admin::serve_admin(
         admin,
         app.clone(),
         stopped(stop_rx.clone()),

@@ -21,8 +21,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kpages_crds::Manifest;
 use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSyntax, StaticFile};
-use kpages_router::app::{App, Config};
-use kpages_router::geo::GeoLookup;
+use kpages_router::http::pipeline::{App, Config};
+use kpages_router::observe::geo::GeoLookup;
 use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_routing::resolve::CompiledDeploy;
 use kpages_store::BlobStore;
@@ -194,7 +194,7 @@ pub fn test_config() -> Config {
         sync_timeout: Duration::from_millis(1500),
         header_read_timeout: Duration::from_millis(300),
         shutdown_grace: Duration::from_secs(5),
-        queue: kpages_router::queue::QueueConfig {
+        queue: kpages_router::jobs::queue::QueueConfig {
             capacity: 16,
             workers: 2,
             backoff: vec![Duration::from_millis(10), Duration::from_millis(20)],
@@ -243,10 +243,10 @@ impl Router {
         site: &SiteBuilder,
         upstream: Vec<SocketAddr>,
         config: Config,
-        js: kpages_router::jetstream::JetStreamConfig,
+        js: kpages_router::jobs::jetstream::JetStreamConfig,
     ) -> Self {
         let routes = Arc::new(Routes::new(table(site, upstream, "deploy-1")));
-        let connected = kpages_router::jetstream::connect(js).await.unwrap();
+        let connected = kpages_router::jobs::jetstream::connect(js).await.unwrap();
         let store = site.store.clone();
         let app = App::with_queue(
             config,
@@ -267,7 +267,7 @@ impl Router {
         let (stop, stopped) = oneshot::channel::<()>();
         let (admin_stop_tx, admin_stop_rx) = oneshot::channel::<()>();
         let app2 = app.clone();
-        tokio::spawn(kpages_router::server::serve_admin(
+        tokio::spawn(kpages_router::http::admin::serve_admin(
             admin_listener,
             app.clone(),
             async {
@@ -275,7 +275,7 @@ impl Router {
             },
         ));
         let task = tokio::spawn(async move {
-            kpages_router::server::serve(listener, app2, async {
+            kpages_router::http::server::serve(listener, app2, async {
                 let _ = stopped.await;
             })
             .await

@@ -1,6 +1,6 @@
 //! Background function calls: a [`Queue`] the router puts jobs on before answering 202, and
 //! an in-process implementation for `kpages dev` (bounded, with retries and backoff). NATS
-//! JetStream implements the same trait in clusters ([`crate::jetstream`]), and adds call status
+//! JetStream implements the same trait in clusters ([`crate::jobs::jetstream`]), and adds call status
 //! and dead-letter redrive, which the in-process queue does not keep.
 //!
 //! ```text
@@ -18,7 +18,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use tokio::sync::{Mutex, mpsc};
 
-use crate::metrics::Metrics;
+use crate::observe::metrics::Metrics;
 
 /// A boxed future, for object-safe async traits.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

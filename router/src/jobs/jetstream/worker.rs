@@ -12,9 +12,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Shared;
 use super::envelope::{DeadLetter, Envelope, now_ms, rfc3339_ms};
-use crate::body;
-use crate::proxy::Call;
-use crate::queue::{CallState, CallStatus, QueueError, RunError};
+use crate::http::body;
+use crate::jobs::queue::{CallState, CallStatus, QueueError, RunError};
+use crate::serve::proxy::Call;
 
 /// Largest body blob a worker reads (the site body limit is 6 MiB by default; a deploy may
 /// raise it).

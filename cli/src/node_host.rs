@@ -12,7 +12,9 @@ use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use kpages_crds::Manifest;
-use kpages_crds::manifest::Dialect;
+use kpages_crds::host::FunctionsFile;
+use kpages_crds::limits::CallLimits;
+use kpages_crds::manifest::Limits;
 use kpages_store::BlobStore;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -44,6 +46,16 @@ pub enum NodeHostError {
         /// The cause.
         #[source]
         source: std::io::Error,
+    },
+    /// A manifest names an included file outside its function's directory.
+    #[error(
+        "function {function:?} includes {path:?}, which is outside its directory; included files must be relative paths inside the site"
+    )]
+    UnsafeIncludedFile {
+        /// The function.
+        function: String,
+        /// The included path.
+        path: String,
     },
     /// The host exited or never said where it listens.
     #[error("the function host did not start: {0}")]
@@ -84,41 +96,35 @@ pub async fn materialise(
         move |source| NodeHostError::Io { path, source }
     };
     tokio::fs::create_dir_all(dir).await.map_err(io(dir))?;
-    let mut list = Vec::new();
     for f in &manifest.functions {
         let fdir = dir.join(&f.name);
         let file = fdir.join(format!("{}.mjs", f.name));
         store.download_to(&f.bundle, &file).await?;
         for inc in &f.included_files {
-            // Included paths come from the build, relative and normalised; refuse anything
-            // that would leave the function's directory anyway.
+            // The build only writes relative, normalised paths inside the site; a manifest
+            // from elsewhere that names anything else is refused, as the operator refuses it.
             if inc.path.split(['/', '\\']).any(|s| s == "..") || Path::new(&inc.path).is_absolute()
             {
-                continue;
+                return Err(NodeHostError::UnsafeIncludedFile {
+                    function: f.name.clone(),
+                    path: inc.path.clone(),
+                });
             }
             store
                 .download_to(&inc.digest, &fdir.join(&inc.path))
                 .await?;
         }
-        let limits = &f.limits;
-        let site = &manifest.site.limits;
-        let ms = |s: Option<u32>| s.map(|s| u64::from(s) * 1000);
-        list.push(serde_json::json!({
-            "name": f.name,
-            "file": format!("{}/{}.mjs", f.name, f.name),
-            "dialect": match f.dialect {
-                Dialect::Netlify => "netlify",
-                Dialect::Edgeone => "edgeone",
-                Dialect::Lambda => "lambda",
-            },
-            "catchAll": f.catch_all,
-            "timeoutMs": ms(limits.timeout_seconds.or(site.timeout_seconds)),
-            "backgroundTimeoutMs": ms(limits.background_timeout_seconds.or(site.background_timeout_seconds)),
-        }));
     }
-    let path = dir.join("functions.json");
-    let json = serde_json::json!({ "functions": list }).to_string();
-    tokio::fs::write(&path, json).await.map_err(io(&path))?;
+    let list = FunctionsFile::new(
+        manifest,
+        &Limits::default(),
+        CallLimits::default(),
+        |name| format!("{name}/{name}.mjs"),
+    );
+    let path = dir.join(FunctionsFile::NAME);
+    tokio::fs::write(&path, list.to_json())
+        .await
+        .map_err(io(&path))?;
     Ok(path)
 }
 

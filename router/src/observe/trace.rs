@@ -11,7 +11,7 @@ pub fn link(span: &tracing::Span, incoming: Option<&str>) -> String {
     }
     #[cfg(not(feature = "otlp"))]
     let _ = span;
-    crate::client::child_traceparent(incoming)
+    crate::http::client::child_traceparent(incoming)
 }
 
 #[cfg(feature = "otlp")]

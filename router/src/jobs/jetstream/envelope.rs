@@ -10,7 +10,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method};
 use kpages_crds::Digest;
 use serde::{Deserialize, Serialize};
 
-use crate::queue::{CallState, CallStatus, Job};
+use crate::jobs::queue::{CallState, CallStatus, Job};
 
 /// The envelope version this router writes and reads.
 pub const VERSION: u32 = 1;

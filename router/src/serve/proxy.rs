@@ -5,19 +5,21 @@
 //! turns errors into statuses can tell "the client sent too much" (413) from "the host is
 //! down" (502) from "the host is too slow" (504).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Request, Response, Uri, Version};
+use http::{Method, Request, Response, Uri, Version};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use kpages_routing::rules::RequestFacts;
 use tokio::time::Instant;
 
-use crate::body::{self, Body, Deadline, Limited};
+use crate::http::body::{self, Body, Deadline, Limited};
+use crate::http::error::RouteError;
 
 /// Which side of the proxy an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +250,96 @@ pub fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         headers.insert(HeaderName::from_static(name), v);
     }
+}
+
+/// Proxies the pipeline answers with: rule targets and Services.
+impl crate::http::pipeline::App {
+    /// Proxies to a Service a FunctionRoute names, keeping the request's Host (the Service
+    /// serves the site's hosts) and saying who asked in `X-Forwarded-*`.
+    pub(crate) async fn proxy_service(
+        &self,
+        req: Request<Body>,
+        authority: &str,
+        name: &str,
+        facts: &RequestFacts,
+        client_ip: IpAddr,
+    ) -> Result<Response<Body>, RouteError> {
+        let path_and_query = req
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_string();
+        let uri: http::Uri = format!("http://{authority}{path_and_query}")
+            .parse()
+            .map_err(|_| ProxyError::BadTarget(format!("Service {name}")))?;
+        let (method, mut headers, body) = proxied_parts(req, client_ip);
+        set(&mut headers, "x-forwarded-host", &facts.host);
+        set(&mut headers, "x-forwarded-proto", "http");
+        self.forward(method, uri, headers, body).await
+    }
+
+    pub(crate) async fn proxy_rule(
+        &self,
+        req: Request<Body>,
+        url: &str,
+        extra: &[(String, String)],
+        client_ip: IpAddr,
+    ) -> Result<Response<Body>, RouteError> {
+        let uri: http::Uri = url
+            .parse()
+            .map_err(|_| ProxyError::BadTarget(url.to_string()))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(ProxyError::BadTarget(url.to_string()).into());
+        }
+        let (method, mut headers, body) = proxied_parts(req, client_ip);
+        headers.remove(header::HOST);
+        if let Some(a) = uri.authority()
+            && let Ok(v) = HeaderValue::from_str(a.as_str())
+        {
+            headers.insert(header::HOST, v);
+        }
+        for (k, v) in extra {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(k.as_bytes()),
+                HeaderValue::from_str(v),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+        self.forward(method, uri, headers, body).await
+    }
+
+    /// Sends a proxied request (a rule's URL, a Service) with the router's body limit and
+    /// wall time.
+    async fn forward(
+        &self,
+        method: Method,
+        uri: http::Uri,
+        headers: HeaderMap,
+        body: Body,
+    ) -> Result<Response<Body>, RouteError> {
+        Ok(self
+            .upstreams
+            .call(Call {
+                method,
+                uri,
+                headers,
+                body,
+                body_limit: self.config.body_limit,
+                timeout: self.config.sync_timeout,
+            })
+            .await?)
+    }
+}
+
+/// A request's method, headers (hop and control headers stripped, `X-Forwarded-For` set) and
+/// body, for proxying it elsewhere than a function host.
+fn proxied_parts(req: Request<Body>, client_ip: IpAddr) -> (Method, HeaderMap, Body) {
+    let (parts, body) = req.into_parts();
+    let mut headers = parts.headers;
+    strip_headers(&mut headers);
+    set(&mut headers, "x-forwarded-for", &client_ip.to_string());
+    (parts.method, headers, body)
 }
 
 #[cfg(test)]

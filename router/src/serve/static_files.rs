@@ -12,10 +12,13 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Response, StatusCode};
 use kpages_crds::Digest;
 use kpages_crds::manifest::StaticFile;
+use kpages_routing::rules::RequestFacts;
 use kpages_store::{BlobStore, StoreError};
 
-use crate::body::{self, Body};
-use crate::metrics::Metrics;
+use crate::http::body::{self, Body};
+use crate::http::error::{RouteError, json_status};
+use crate::observe::metrics::Metrics;
+use crate::table::Deploy;
 
 /// Default `Cache-Control` of static files: browsers revalidate (cheap, thanks to the
 /// ETag), so a new deploy shows at once; Netlify's default too.
@@ -479,6 +482,47 @@ fn compress(bytes: &[u8], encoding: Encoding) -> Option<Bytes> {
 /// The `Cache-Control` value of a cache rule's TTL.
 pub fn cache_control_for_ttl(ttl: u64) -> String {
     format!("public, max-age={ttl}")
+}
+
+/// Static answers of the pipeline.
+impl crate::http::pipeline::App {
+    pub(crate) async fn serve_static(
+        &self,
+        deploy: &Deploy,
+        facts: &RequestFacts,
+        method: &Method,
+        headers: &HeaderMap,
+        file: &str,
+        status: u16,
+    ) -> Result<Response<Body>, RouteError> {
+        let Some(entry) = deploy.routes.manifest.files.get(file) else {
+            return Ok(json_status(StatusCode::NOT_FOUND, "not found", ""));
+        };
+        if status == 200 && method != Method::GET && method != Method::HEAD {
+            let mut resp = Response::new(body::full("method not allowed\n"));
+            *resp.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+            resp.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+            return Ok(resp);
+        }
+        let cache_control = deploy
+            .routes
+            .cache
+            .ttl_for(&facts.host, &facts.path)
+            .map(cache_control_for_ttl);
+        let mut resp = self
+            .statics
+            .serve(StaticRequest {
+                file: entry,
+                status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                method,
+                headers,
+                cache_control,
+            })
+            .await?;
+        self.decorate(deploy, facts, resp.headers_mut());
+        Ok(resp)
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use kpages_crds::manifest::InvocationKind;
 
-use crate::app::FunctionRunner;
-use crate::queue::Runner;
+use crate::jobs::queue::Runner;
+use crate::jobs::runner::FunctionRunner;
 use crate::table::Routes;
 use kpages_crds::schedule::Schedule;
 
@@ -115,7 +115,7 @@ async fn sleep_or_forever(wait: Option<Duration>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{BoxFuture, Job, RunError};
+    use crate::jobs::queue::{BoxFuture, Job, RunError};
     use crate::table::{Deploy, RouteTable, Site};
     use kpages_crds::manifest::{Dialect, Function};
     use kpages_crds::{Digest, Manifest};

@@ -1,0 +1,388 @@
+//! The request pipeline. Each step answers early or hands on; [`App::handle`] reads top to
+//! bottom, and every error becomes an HTTP status in one place ([`RouteError::status`]).
+//!
+//! ```text
+//!  request ─► request id, span ─► host → site → deploy ─► normalise path ─► facts (client IP,
+//!  geo, languages, cookies, roles) ─► resolve (pure) ─► redirect | static | function (sync
+//!  proxy or background enqueue) | proxy rule | status ─► header rules, x-kpages-request-id,
+//!  metrics, access log
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode};
+use ipnet::IpNet;
+use kpages_crds::limits;
+use kpages_crds::schedule::unix_now;
+use kpages_routing::path;
+use kpages_routing::resolve::Decision;
+use kpages_routing::rules::{self, RequestFacts};
+use kpages_store::BlobStore;
+use tracing::Instrument;
+
+use crate::http::body::{self, Body};
+use crate::http::client;
+use crate::http::error::{RouteError, error_response, json_status, or_500};
+use crate::jobs::queue::{InProcessQueue, Queue, QueueConfig, Runner};
+use crate::jobs::runner::FunctionRunner;
+use crate::observe::geo::GeoLookup;
+use crate::observe::metrics::{Metrics, RouteKind};
+use crate::serve::functions::{Caller, FunctionTarget};
+use crate::serve::proxy::Upstreams;
+use crate::serve::static_files::StaticFiles;
+use crate::table::{Deploy, RouteTarget, Routes};
+
+/// Router settings. Limits here are defaults; a deploy's manifest may set its own.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Wall time of a synchronous function call.
+    pub sync_timeout: Duration,
+    /// Wall time of a background or scheduled run.
+    pub background_timeout: Duration,
+    /// Largest function request body.
+    pub body_limit: u64,
+    /// Time a client has to send request headers (slowloris).
+    pub header_read_timeout: Duration,
+    /// Largest request head (request line and headers), in bytes.
+    pub max_header_bytes: usize,
+    /// Client connections open at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Peers whose `X-Forwarded-For`/`-Proto`/`-Host` are believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Bytes of static files kept in memory.
+    pub cache_bytes: u64,
+    /// Largest file kept in the cache (and compressed); larger ones stream.
+    pub max_cached_file: u64,
+    /// The in-process background queue.
+    pub queue: QueueConfig,
+    /// Secret that signs `nf_jwt` tokens, for `Role` conditions; none: no roles.
+    pub jwt_secret: Option<Vec<u8>>,
+    /// How long a function call waits for a deploy scaled to zero to get a ready pod before
+    /// the router answers 503 with `Retry-After` (cluster mode; `kpages dev` never waits).
+    pub cold_start_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            sync_timeout: Duration::from_secs(limits::DEFAULT_SYNC_TIMEOUT_SECONDS.into()),
+            background_timeout: Duration::from_secs(
+                limits::DEFAULT_BACKGROUND_TIMEOUT_SECONDS.into(),
+            ),
+            body_limit: limits::DEFAULT_BODY_LIMIT_BYTES,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 64 * 1024,
+            max_connections: 10_000,
+            shutdown_grace: Duration::from_secs(30),
+            trusted_proxies: vec![],
+            cache_bytes: 256 * 1024 * 1024,
+            max_cached_file: 8 * 1024 * 1024,
+            queue: QueueConfig::default(),
+            jwt_secret: None,
+            cold_start_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Everything the pipeline needs. Shared by every connection.
+pub struct App {
+    /// Settings.
+    pub config: Config,
+    /// The routing table.
+    pub routes: Arc<Routes>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    pub(crate) statics: StaticFiles,
+    pub(crate) upstreams: Upstreams,
+    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) runner: Arc<FunctionRunner>,
+    pub(crate) geo: GeoLookup,
+}
+
+impl App {
+    /// Builds the app and starts the in-process queue's workers (needs a Tokio runtime).
+    pub fn new(config: Config, routes: Arc<Routes>, store: BlobStore, geo: GeoLookup) -> Arc<Self> {
+        let in_process = config.queue.clone();
+        Self::with_queue(config, routes, store, geo, |runner, metrics| {
+            InProcessQueue::start(in_process, runner, metrics)
+        })
+    }
+
+    /// Builds the app with the queue `start_queue` returns; it gets the runner its workers
+    /// call and the app's metrics (e.g. [`crate::jobs::jetstream::Connected::start`]).
+    pub fn with_queue(
+        config: Config,
+        routes: Arc<Routes>,
+        store: BlobStore,
+        geo: GeoLookup,
+        start_queue: impl FnOnce(Arc<dyn Runner>, Arc<Metrics>) -> Arc<dyn Queue>,
+    ) -> Arc<Self> {
+        let metrics = Arc::new(Metrics::new());
+        let upstreams = Upstreams::new();
+        let runner = Arc::new(FunctionRunner {
+            routes: routes.clone(),
+            upstreams: upstreams.clone(),
+            config: config.clone(),
+        });
+        let queue = start_queue(runner.clone(), metrics.clone());
+        let statics = StaticFiles::new(
+            store,
+            config.cache_bytes,
+            config.max_cached_file,
+            metrics.clone(),
+        );
+        Arc::new(Self {
+            config,
+            routes,
+            metrics,
+            statics,
+            upstreams,
+            queue,
+            runner,
+            geo,
+        })
+    }
+
+    /// Runs functions outside a client request (scheduler, manual triggers).
+    pub fn runner(&self) -> Arc<FunctionRunner> {
+        self.runner.clone()
+    }
+
+    /// The background queue (status and redrive on the admin port).
+    pub fn queue(&self) -> &dyn Queue {
+        &*self.queue
+    }
+
+    /// Answers one request.
+    pub async fn handle(
+        &self,
+        req: Request<hyper::body::Incoming>,
+        peer: SocketAddr,
+    ) -> Response<Body> {
+        let started = Instant::now();
+        let request_id = client::request_id();
+        let method = req.method().clone();
+        let raw_path = req.uri().path().to_string();
+        let span =
+            tracing::info_span!("request", request_id = %request_id, %method, path = %raw_path);
+        self.metrics.in_flight.inc();
+        let traceparent =
+            crate::observe::trace::link(&span, header_str(req.headers(), "traceparent"));
+        let req = req.map(body::incoming);
+        let (site, kind, result) = self
+            .route(req, peer, &request_id, &traceparent)
+            .instrument(span.clone())
+            .await;
+        let mut resp = result.unwrap_or_else(|e| error_response(&e, &request_id));
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut()
+                .insert(HeaderName::from_static("x-kpages-request-id"), v);
+        }
+        let status = resp.status().as_u16();
+        let elapsed = started.elapsed();
+        self.metrics
+            .request(&site, kind, status, elapsed.as_secs_f64());
+        self.metrics.in_flight.dec();
+        span.in_scope(|| {
+            tracing::info!(
+                site = %site,
+                kind = ?kind,
+                status,
+                duration_ms = elapsed.as_secs_f64() * 1000.0,
+                "request"
+            );
+        });
+        resp
+    }
+
+    async fn route(
+        &self,
+        req: Request<Body>,
+        peer: SocketAddr,
+        request_id: &str,
+        traceparent: &str,
+    ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
+        let table = self.routes.load();
+        let host = request_host(&req);
+        let Some(site) = table.site_for_host(&host) else {
+            return ("".into(), RouteKind::Other, Err(RouteError::NoSite(host)));
+        };
+        let site_name = site.name.clone();
+        let deploy = site.deploy.clone();
+        let site_routes = site.routes.clone();
+        let answer = |kind, result| (site_name.clone(), kind, result);
+        let path = match path::normalize(req.uri().path()) {
+            Ok(p) => p,
+            Err(e) => return answer(RouteKind::Other, Err(e.into())),
+        };
+        let client_ip = client::client_ip(
+            peer.ip(),
+            header_str(req.headers(), "x-forwarded-for"),
+            &self.config.trusted_proxies,
+        );
+        let geo = self.geo.lookup(client_ip);
+        let facts = self.facts(&req, host, path, geo.as_ref());
+        let authorization = header_str(req.headers(), "authorization");
+        let decision = deploy.routes.resolve(&facts, authorization, &site_routes);
+        let call = Caller {
+            site: &site_name,
+            request_id,
+            traceparent,
+            client_ip,
+            geo: geo.as_ref(),
+            host: &facts.host,
+            peer_trusted: self.peer_trusted(peer.ip()),
+        };
+        match decision {
+            Decision::Redirect { status, location } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::FOUND);
+                let resp = Response::builder()
+                    .status(status)
+                    .header(header::LOCATION, location)
+                    .body(body::empty());
+                answer(RouteKind::Redirect, Ok(or_500(resp)))
+            }
+            Decision::Unauthorized => {
+                let resp = Response::builder()
+                    .status(StatusCode::UNAUTHORIZED)
+                    .header(
+                        header::WWW_AUTHENTICATE,
+                        "Basic realm=\"kpages\", charset=\"UTF-8\"",
+                    )
+                    .body(body::full("authentication required\n"));
+                answer(RouteKind::Other, Ok(or_500(resp)))
+            }
+            Decision::BadRequest(msg) => answer(
+                RouteKind::Other,
+                Ok(json_status(StatusCode::BAD_REQUEST, &msg, request_id)),
+            ),
+            Decision::Empty { status } => {
+                let status = StatusCode::from_u16(status).unwrap_or(StatusCode::NOT_FOUND);
+                let mut resp = Response::new(body::full(
+                    status.canonical_reason().unwrap_or("").to_string() + "\n",
+                ));
+                *resp.status_mut() = status;
+                self.decorate(&deploy, &facts, resp.headers_mut());
+                answer(RouteKind::Other, Ok(resp))
+            }
+            Decision::Static { file, status } => {
+                let result = self
+                    .serve_static(&deploy, &facts, req.method(), req.headers(), &file, status)
+                    .await;
+                answer(RouteKind::Static, result)
+            }
+            Decision::Function {
+                name,
+                params,
+                invocation,
+            } => {
+                let target = FunctionTarget {
+                    deploy: &deploy,
+                    name: &name,
+                    params,
+                    invocation,
+                    route: None,
+                };
+                self.invoke(req, &call, target).await
+            }
+            Decision::Proxy { url, headers } => answer(
+                RouteKind::Proxy,
+                self.proxy_rule(req, &url, &headers, client_ip).await,
+            ),
+            Decision::SiteRoute { index, params } => {
+                let Some(route) = site_routes.get(index) else {
+                    return answer(RouteKind::Other, Err(RouteError::NoSite(facts.host)));
+                };
+                match &route.target {
+                    RouteTarget::Service { authority, name } => answer(
+                        RouteKind::Proxy,
+                        self.proxy_service(req, authority, name, &facts, client_ip)
+                            .await,
+                    ),
+                    RouteTarget::Function {
+                        deploy: target,
+                        function,
+                        invocation,
+                    } => {
+                        let target = FunctionTarget {
+                            deploy: target,
+                            name: function,
+                            params,
+                            invocation: *invocation,
+                            route: Some(route.name.as_str()),
+                        };
+                        self.invoke(req, &call, target).await
+                    }
+                }
+            }
+        }
+    }
+
+    fn peer_trusted(&self, ip: IpAddr) -> bool {
+        self.config.trusted_proxies.iter().any(|n| n.contains(&ip))
+    }
+
+    fn facts(
+        &self,
+        req: &Request<Body>,
+        host: String,
+        path: String,
+        geo: Option<&crate::observe::geo::Geo>,
+    ) -> RequestFacts {
+        let headers = req.headers();
+        let cookie = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let roles = match (
+            &self.config.jwt_secret,
+            rules::cookie_value(&cookie, "nf_jwt"),
+        ) {
+            (Some(secret), Some(token)) => client::jwt_roles(token, secret, unix_now()),
+            _ => vec![],
+        };
+        RequestFacts {
+            method: req.method().as_str().to_string(),
+            host,
+            path,
+            query: req.uri().query().unwrap_or("").to_string(),
+            country: geo.and_then(|g| g.country_code()).map(str::to_string),
+            languages: header_str(headers, "accept-language")
+                .map(rules::accept_languages)
+                .unwrap_or_default(),
+            cookies: rules::cookie_names(&cookie),
+            roles,
+        }
+    }
+
+    /// Header rules for the request path (static answers only, as on Netlify).
+    pub(crate) fn decorate(&self, deploy: &Deploy, facts: &RequestFacts, headers: &mut HeaderMap) {
+        for (name, value) in deploy.routes.headers.headers_for(&facts.host, &facts.path) {
+            if let (Ok(n), Ok(v)) = (
+                HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                headers.insert(n, v);
+            }
+        }
+    }
+}
+
+/// The host a request is for: `Host`, or the authority of an HTTP/2 or absolute-form target.
+fn request_host<B>(req: &Request<B>) -> String {
+    header_str(req.headers(), "host")
+        .map(str::to_string)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default()
+}
+
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
