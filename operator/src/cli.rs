@@ -18,11 +18,11 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 
 use crate::context::Context;
+use crate::controllers::{deploy, route, site};
 use crate::desired::Settings;
 use crate::fetch::{FetchError, FetchOptions, fetch_bundles};
 use crate::leader::{LeaderError, LeaseConfig, run_as_leader};
 use crate::metrics::Metrics;
-use crate::{deploy_controller, route_controller, site_controller};
 
 /// The kpages operator.
 #[derive(Debug, Parser)]
@@ -329,9 +329,9 @@ pub async fn run_with_store(
     let controllers = async {
         let all = futures::future::join_all(scopes.into_iter().map(|ns| {
             futures::future::join3(
-                deploy_controller::run(ctx.clone(), ns),
-                site_controller::run(ctx.clone(), ns),
-                route_controller::run(ctx.clone(), ns),
+                deploy::run(ctx.clone(), ns),
+                site::run(ctx.clone(), ns),
+                route::run(ctx.clone(), ns),
             )
         }));
         tokio::select! {

@@ -2,10 +2,10 @@
 //! function pods, Services, routes and schedule jobs.
 //!
 //! ```text
-//!  Deploy ─► deploy_controller ─ dereference Site, read manifest (verified) ─► desired (pure)
-//!                                 ─► server-side apply ─► status (phase, conditions, functions)
-//!  Site   ─► site_controller   ─ plan (pure): active deploy, warm set, retention ─► status, deletes
-//!  FunctionRoute ─► route_controller ─ resolve refs, detect conflicts ─► status
+//!  Deploy ─► controllers::deploy ─ dereference Site, read manifest (verified) ─► desired (pure)
+//!                                  ─► server-side apply ─► status (phase, conditions, functions)
+//!  Site   ─► controllers::site   ─ plan (pure): active deploy, warm set, retention ─► status, deletes
+//!  FunctionRoute ─► controllers::route ─ resolve refs, detect conflicts ─► status
 //! ```
 //!
 //! Every controller follows the same pipeline and keeps its decisions in pure functions
@@ -13,15 +13,13 @@
 
 pub mod cli;
 pub mod context;
-pub mod deploy_controller;
+pub mod controllers;
 pub mod desired;
 pub mod fetch;
 pub mod leader;
 pub mod metrics;
 pub use kpages_crds::names;
 pub mod plan;
-pub mod route_controller;
-pub mod site_controller;
 
 #[cfg(test)]
 mod fixtures;
