@@ -404,3 +404,25 @@ pub async fn trigger(args: &TriggerArgs) -> Result<(), CliError> {
     tracing::info!(%url, schedule = %args.schedule, "scheduled run triggered");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Embedders (the e2e tests) spawn the operator on a multi-threaded runtime, so `run` and
+    /// `run_with_store` must stay `Send` through the generic controller runner.
+    #[test]
+    fn the_operator_future_is_send() {
+        let _ = |client: Client, config: OperatorConfig, store: BlobStore| {
+            assert_send(&run(client.clone(), config.clone(), std::future::pending()));
+            assert_send(&run_with_store(
+                client,
+                config,
+                store,
+                std::future::pending(),
+            ));
+        };
+    }
+}

@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -27,7 +26,8 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::instrument;
 
-use crate::context::{Context, Error, condition, error_policy};
+use crate::context::{Context, Error, condition};
+use crate::controllers::{Scope, run_controller};
 use crate::desired::{DeployInputs, DesiredObjects, desired, pod_labels};
 use crate::names::{self, FIELD_MANAGER};
 use crate::plan::{DeployInfo, LAST_CALL_ANNOTATION, Scale, plan, scale};
@@ -42,26 +42,32 @@ const PROVISIONING_RECHECK: Duration = Duration::from_secs(10);
 /// uploads blobs before creating the Deploy, so this only covers uploads done by hand.
 const MISSING_RECHECK: Duration = Duration::from_secs(300);
 
-/// Runs the Deploy controller until the stream ends (shutdown).
+/// Runs the Deploy controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
-    let deploys = api::<DeserializeGuard<Deploy>>(&ctx, namespace);
-    let controller = Controller::new(deploys, watcher::Config::default().any_semantic());
-    let store = controller.store();
+    run_controller(ctx, namespace, CONTROLLER, reconcile, related).await;
+}
+
+/// What else triggers a Deploy reconcile: its Deployment (pods becoming ready), and any change
+/// to its Site (pin, status.activeDeploy, env, image), which affects all of the site's deploys.
+fn related(
+    controller: Controller<DeserializeGuard<Deploy>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<Deploy>> {
+    let deploys = controller.store();
     controller
         .owns(
-            api::<Deployment>(&ctx, namespace),
+            scope.api::<Deployment>(),
             watcher::Config::default().labels("app.kubernetes.io/managed-by=kpages"),
         )
-        // A Site change (pin, status.activeDeploy, env, image) affects all of its deploys.
         .watches(
-            api::<DeserializeGuard<Site>>(&ctx, namespace),
+            scope.api::<DeserializeGuard<Site>>(),
             watcher::Config::default(),
             move |site| {
                 let (Ok(site), Some(ns)) = (&site.0, site.namespace()) else {
                     return Vec::new();
                 };
                 let name = site.name_any();
-                store
+                deploys
                     .state()
                     .into_iter()
                     .filter_map(|d| match &d.0 {
@@ -73,28 +79,6 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
                     .collect()
             },
         )
-        .shutdown_on_signal()
-        .run(
-            reconcile,
-            |obj, err, ctx| error_policy(CONTROLLER, &ObjectRef::from_obj(obj.as_ref()), err, &ctx),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "deploy controller event");
-            }
-        })
-        .await;
-}
-
-fn api<K>(ctx: &Context, namespace: Option<&str>) -> Api<K>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
-        None => Api::all(ctx.client.clone()),
-    }
 }
 
 /// Reconciles one Deploy (see the module docs).
@@ -103,15 +87,12 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<Deploy>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
     let deploy = crate::context::unguard(&guard)?;
     if deploy.meta().deletion_timestamp.is_some() {
         // Owner references cascade the deletion; nothing external to clean up.
         return Ok(Action::await_change());
     }
-    let action = reconcile_deploy(deploy, &ctx).await?;
-    ctx.succeeded(&ObjectRef::from_obj(deploy).to_string());
-    Ok(action)
+    reconcile_deploy(deploy, &ctx).await
 }
 
 /// Makes the Site an owner of the Deploy, so deleting a Site deletes its deploys (and, through

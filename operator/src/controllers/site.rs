@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, DeployPhase, Site, SiteStatus};
 use kube::api::{DeleteParams, Patch, PatchParams};
@@ -19,7 +18,8 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use tracing::instrument;
 
-use crate::context::{Context, Error, condition, error_policy};
+use crate::context::{Context, Error, condition};
+use crate::controllers::{Scope, run_controller};
 use crate::desired::Settings;
 use crate::plan::{DeployInfo, SitePlan, plan};
 
@@ -28,34 +28,25 @@ pub const CONTROLLER: &str = "site";
 
 /// Runs the Site controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
-    let client = ctx.client.clone();
-    let (sites, deploys) = match namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<Site>>::namespaced(client.clone(), ns),
-            Api::<DeserializeGuard<Deploy>>::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    Controller::new(sites, watcher::Config::default().any_semantic())
-        // A deploy's phase decides the active deploy; any change to one re-plans its site.
-        .watches(deploys, watcher::Config::default(), |d| {
+    run_controller(ctx, namespace, CONTROLLER, reconcile, related).await;
+}
+
+/// What else triggers a Site reconcile: a deploy's phase decides the active deploy, so any
+/// change to one re-plans its site.
+fn related(
+    controller: Controller<DeserializeGuard<Site>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<Site>> {
+    controller.watches(
+        scope.api::<DeserializeGuard<Deploy>>(),
+        watcher::Config::default(),
+        |d| {
             let (Ok(deploy), Some(ns)) = (&d.0, d.namespace()) else {
                 return None;
             };
             Some(ObjectRef::new(&deploy.spec.site).within(&ns))
-        })
-        .shutdown_on_signal()
-        .run(
-            reconcile,
-            |obj, err, ctx| error_policy(CONTROLLER, &ObjectRef::from_obj(obj.as_ref()), err, &ctx),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "site controller event");
-            }
-        })
-        .await;
+        },
+    )
 }
 
 /// Reconciles one Site.
@@ -64,7 +55,6 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<Site>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
     let site = crate::context::unguard(&guard)?;
     if site.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -138,7 +128,6 @@ pub async fn reconcile(
         ctx.publish(site, EventType::Normal, "ActiveDeployChanged", note)
             .await;
     }
-    ctx.succeeded(&ObjectRef::from_obj(site).to_string());
     Ok(Action::requeue(recheck_after(&deploys)))
 }
 
