@@ -21,15 +21,15 @@ use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use tracing::instrument;
 
 use crate::context::{Context, Error, condition};
+use crate::controllers::apply::{apply, apply_status};
 use crate::controllers::{Scope, run_controller};
 use crate::desired::{DeployInputs, DesiredObjects, desired, pod_labels};
-use crate::names::{self, FIELD_MANAGER};
+use crate::names;
 use crate::plan::{DeployInfo, LAST_CALL_ANNOTATION, Scale, plan, scale};
 
 /// Name of this controller in metrics and logs.
@@ -269,35 +269,6 @@ async fn reconcile_deploy(deploy: &Deploy, ctx: &Context) -> Result<Action, Erro
     })
 }
 
-async fn apply<K>(ctx: &Context, ns: &str, obj: &K) -> Result<K, Error>
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + Serialize
-        + DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
-    let name = obj.name_any();
-    let mut value = serde_json::to_value(obj).map_err(|e| Error::Apply {
-        what: format!("{} {name}", K::kind(&())),
-        source: kube::Error::SerdeError(e),
-    })?;
-    // Server-side apply needs apiVersion and kind, which k8s-openapi types leave to the client.
-    value["apiVersion"] = json!(K::api_version(&()));
-    value["kind"] = json!(K::kind(&()));
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(value),
-    )
-    .await
-    .map_err(|source| Error::Apply {
-        what: format!("{} {ns}/{name}", K::kind(&())),
-        source,
-    })
-}
-
 /// Applies every desired object and deletes the jobs and routes of this deploy that are no
 /// longer desired (a deploy stops being active: its CronJobs go). Returns the Deployment.
 async fn apply_all(
@@ -308,19 +279,19 @@ async fn apply_all(
 ) -> Result<Option<Deployment>, Error> {
     let mut deployment = None;
     if let Some(d) = &objects.deployment {
-        deployment = Some(apply(ctx, ns, d).await?);
+        deployment = Some(apply(&ctx.client, ns, d).await?);
     }
     if let Some(s) = &objects.service {
-        apply::<Service>(ctx, ns, s).await?;
+        apply::<Service>(&ctx.client, ns, s).await?;
     }
     if let Some(n) = &objects.network_policy {
-        apply::<NetworkPolicy>(ctx, ns, n).await?;
+        apply::<NetworkPolicy>(&ctx.client, ns, n).await?;
     }
     for r in &objects.routes {
-        apply::<FunctionRoute>(ctx, ns, r).await?;
+        apply::<FunctionRoute>(&ctx.client, ns, r).await?;
     }
     for c in &objects.cron_jobs {
-        apply::<CronJob>(ctx, ns, c).await?;
+        apply::<CronJob>(&ctx.client, ns, c).await?;
     }
     let keep_routes: BTreeSet<String> = objects.routes.iter().map(|r| r.name_any()).collect();
     let keep_jobs: BTreeSet<String> = objects.cron_jobs.iter().map(|c| c.name_any()).collect();
@@ -603,17 +574,7 @@ async fn write_status(
     let changed = old.map(|s| s.phase) != Some(status.phase)
         || old_ready.map(|c| c.reason.as_str()) != Some(outcome.reason.as_str());
     if old != Some(&status) {
-        let api: Api<Deploy> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("Deploy {ns}/{name}"),
-            source,
-        })?;
+        apply_status::<Deploy>(&ctx.client, &ns, &name, &status).await?;
     }
     if changed {
         let type_ = match status.phase {

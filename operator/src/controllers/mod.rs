@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 
 use crate::context::{Context, Error, error_policy};
 
+pub mod apply;
 pub mod deploy;
 pub mod route;
 pub mod site;

@@ -9,16 +9,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, FunctionRoute, FunctionRouteStatus, Site};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use crate::context::{Context, Error, condition};
+use crate::controllers::apply::apply_status;
 use crate::controllers::{Scope, run_controller};
 
 /// Name of this controller in metrics and logs.
@@ -176,17 +176,7 @@ pub async fn reconcile(
 
     let status = status_for(route, resolved, conflicts_with, loses);
     if route.status.as_ref() != Some(&status) {
-        Api::<FunctionRoute>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .map_err(|source| Error::Status {
-                what: format!("FunctionRoute {ns}/{name}"),
-                source,
-            })?;
+        apply_status::<FunctionRoute>(&ctx.client, &ns, &name, &status).await?;
     }
     Ok(Action::requeue(Duration::from_secs(600)))
 }

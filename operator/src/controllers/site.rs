@@ -8,17 +8,17 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, DeployPhase, Site, SiteStatus};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
 use crate::context::{Context, Error, condition};
+use crate::controllers::apply::apply_status;
 use crate::controllers::{Scope, run_controller};
 use crate::desired::Settings;
 use crate::plan::{DeployInfo, SitePlan, plan};
@@ -99,17 +99,7 @@ pub async fn reconcile(
     let status = status_for(site, &site_plan, &deploys, &ctx.settings);
     let old_active = site.status.as_ref().and_then(|s| s.active_deploy.clone());
     if site.status.as_ref() != Some(&status) {
-        let api: Api<Site> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("Site {ns}/{name}"),
-            source,
-        })?;
+        apply_status::<Site>(&ctx.client, &ns, &name, &status).await?;
     }
     if old_active != status.active_deploy {
         let note = match (&old_active, &status.active_deploy) {

@@ -81,13 +81,27 @@ fn list(kind: &str, items: Vec<Value>) -> (u16, Value) {
     )
 }
 
+/// The status the reconcile wrote, checking that it was written by server-side apply with the
+/// operator's field manager: a whole Deploy (apiVersion, kind) holding only the status.
 fn status_patch(seen: &Seen) -> Value {
-    seen.lock()
+    let (path, body) = seen
+        .lock()
         .unwrap()
         .iter()
         .find(|(m, p, _)| m == "PATCH" && p.contains("/deploys/v1/status"))
-        .map(|(_, _, b)| b["status"].clone())
-        .unwrap_or(Value::Null)
+        .map(|(_, p, b)| (p.clone(), b.clone()))
+        .expect("a status write");
+    let query: Vec<&str> = path.split(['?', '&']).skip(1).collect();
+    assert!(query.contains(&"fieldManager=kpages-operator"), "{path}");
+    assert!(query.contains(&"force=true"), "{path}");
+    assert_eq!(body["apiVersion"], "kpages.dev/v1alpha1", "{body}");
+    assert_eq!(body["kind"], "Deploy", "{body}");
+    assert_eq!(
+        body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["apiVersion", "kind", "status"],
+        "only the status is applied"
+    );
+    body["status"].clone()
 }
 
 fn ready_condition(status: &Value) -> Value {
@@ -208,6 +222,7 @@ async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning
             m == "PATCH"
                 && p.contains("fieldManager=kpages-operator")
                 && !p.contains("fieldManager=kpages-operator-owner")
+                && !p.contains("/status?")
         })
         .map(|(_, _, b)| b["kind"].as_str().unwrap_or(""))
         .collect();
