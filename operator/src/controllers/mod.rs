@@ -149,9 +149,10 @@ mod tests {
         assert_eq!(ctx.backoff(key), Duration::from_secs(10));
 
         let failed = measured("deploy", key.into(), ctx.clone(), async {
-            Err(Error::Store(kpages_store::StoreError::Config(
-                "down".into(),
-            )))
+            Err(Error::Store {
+                what: "manifest".into(),
+                source: kpages_store::StoreError::Config("down".into()),
+            })
         });
         assert!(failed.await.is_err());
         assert_eq!(
