@@ -18,11 +18,11 @@ use kube::Client;
 use kube::runtime::events::Reporter;
 
 use crate::context::Context;
+use crate::controllers::{deploy, route, site};
 use crate::desired::Settings;
 use crate::fetch::{FetchError, FetchOptions, fetch_bundles};
 use crate::leader::{LeaderError, LeaseConfig, run_as_leader};
 use crate::metrics::Metrics;
-use crate::{deploy_controller, route_controller, site_controller};
 
 /// The kpages operator.
 #[derive(Debug, Parser)]
@@ -329,9 +329,9 @@ pub async fn run_with_store(
     let controllers = async {
         let all = futures::future::join_all(scopes.into_iter().map(|ns| {
             futures::future::join3(
-                deploy_controller::run(ctx.clone(), ns),
-                site_controller::run(ctx.clone(), ns),
-                route_controller::run(ctx.clone(), ns),
+                deploy::run(ctx.clone(), ns),
+                site::run(ctx.clone(), ns),
+                route::run(ctx.clone(), ns),
             )
         }));
         tokio::select! {
@@ -403,4 +403,26 @@ pub async fn trigger(args: &TriggerArgs) -> Result<(), CliError> {
     }
     tracing::info!(%url, schedule = %args.schedule, "scheduled run triggered");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    /// Embedders (the e2e tests) spawn the operator on a multi-threaded runtime, so `run` and
+    /// `run_with_store` must stay `Send` through the generic controller runner.
+    #[test]
+    fn the_operator_future_is_send() {
+        let _ = |client: Client, config: OperatorConfig, store: BlobStore| {
+            assert_send(&run(client.clone(), config.clone(), std::future::pending()));
+            assert_send(&run_with_store(
+                client,
+                config,
+                store,
+                std::future::pending(),
+            ));
+        };
+    }
 }

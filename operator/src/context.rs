@@ -180,10 +180,13 @@ pub fn names_its_deploys(site: &Site, deploys: &[Deploy]) -> bool {
         .all(|want| deploys.iter().any(|d| d.name_any() == want))
 }
 
-/// Why a reconcile failed, one variant per stage of the pipeline.
+/// Why a reconcile failed: one variant per stage of the controllers' pipeline (dereference →
+/// validate → build → apply → status), each naming what it was working on. Input only a change
+/// can fix is [`Error::is_invalid_input`]; everything else may pass on a retry.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The object does not deserialize (its schema was bypassed); fixed only by editing it.
+    /// Before the pipeline: the object does not deserialize (its schema was bypassed); fixed
+    /// only by editing it.
     #[error("malformed object {name}: {message}")]
     InvalidObject {
         /// namespace/name.
@@ -191,7 +194,8 @@ pub enum Error {
         /// The deserialization error.
         message: String,
     },
-    /// Reading a referenced object failed.
+    /// Dereference: reading a referenced object (Site, Deploys, Pods, a Service) from the API
+    /// server failed.
     #[error("reading {what}: {source}")]
     Dereference {
         /// What was being read.
@@ -200,13 +204,21 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// Object storage failed in a way a retry may fix.
-    #[error("object store: {0}")]
-    Store(#[source] StoreError),
-    /// The desired objects could not be built from the input.
+    /// Dereference and validate: object storage (reading the manifest, looking for the blobs it
+    /// names) failed in a way a retry may fix. A blob that is missing or corrupt is not an
+    /// error but the Deploy's status.
+    #[error("reading {what} from object storage: {source}")]
+    Store {
+        /// What was being read.
+        what: String,
+        /// The cause.
+        #[source]
+        source: StoreError,
+    },
+    /// Build: the desired objects could not be built from the input.
     #[error(transparent)]
     Desired(#[from] DesiredError),
-    /// Server-side apply or a delete failed.
+    /// Apply: server-side apply, a prune or a delete failed.
     #[error("applying {what}: {source}")]
     Apply {
         /// Kind and name.
@@ -215,7 +227,7 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    /// Writing status failed.
+    /// Status: applying the status failed.
     #[error("updating the status of {what}: {source}")]
     Status {
         /// Kind and name.
@@ -254,7 +266,7 @@ impl Error {
         match self {
             Error::InvalidObject { .. } => "invalid_object",
             Error::Dereference { .. } => "dereference",
-            Error::Store(_) => "store",
+            Error::Store { .. } => "store",
             Error::Desired(_) => "desired",
             Error::Apply { .. } => "apply",
             Error::Status { .. } => "status",

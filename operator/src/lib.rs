@@ -2,26 +2,37 @@
 //! function pods, Services, routes and schedule jobs.
 //!
 //! ```text
-//!  Deploy ─► deploy_controller ─ dereference Site, read manifest (verified) ─► desired (pure)
-//!                                 ─► server-side apply ─► status (phase, conditions, functions)
-//!  Site   ─► site_controller   ─ plan (pure): active deploy, warm set, retention ─► status, deletes
-//!  FunctionRoute ─► route_controller ─ resolve refs, detect conflicts ─► status
+//!  cli ── flags, leader election (leader), /metrics (metrics) ──► one set of controllers per
+//!         namespace scope, each run by controllers::run_controller
+//!  controllers
+//!   ├─ deploy   Deploy ─► dereference Site, manifest ─► validate blobs ─► build (pure: plan,
+//!   │           desired) ─► apply ─► status (deploy/status.rs)
+//!   ├─ site     Site ─► its Deploys ─► plan (pure): active deploy, warm set, retention
+//!   │           ─► delete Deploys beyond retention ─► status
+//!   ├─ route    FunctionRoute ─► resolve the backend, find conflicts (pure) ─► status
+//!   └─ apply    server-side apply of owned objects and of statuses, field manager
+//!               "kpages-operator"
+//!  context      what the controllers share (client, store, manifest cache, backoff, events)
+//!               and their Error, one variant per stage
+//!  desired/     Site + Deploy + manifest ─► Deployment, Service, NetworkPolicy,
+//!               FunctionRoutes, CronJobs (pure, one module per object)
+//!  plan         a site's active deploy, warm set, retention and pod counts (pure)
+//!  fetch        `fetch-bundles`, the init container that lays out a deploy's bundles
 //! ```
 //!
 //! Every controller follows the same pipeline and keeps its decisions in pure functions
-//! ([`desired`], [`plan`]), so the interesting logic is unit-tested without a cluster.
+//! ([`desired`], [`plan`], the controllers' `status_for`s), so the interesting logic is
+//! unit-tested without a cluster.
 
 pub mod cli;
 pub mod context;
-pub mod deploy_controller;
+pub mod controllers;
 pub mod desired;
 pub mod fetch;
 pub mod leader;
 pub mod metrics;
 pub use kpages_crds::names;
 pub mod plan;
-pub mod route_controller;
-pub mod site_controller;
 
 #[cfg(test)]
 mod fixtures;

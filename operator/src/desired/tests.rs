@@ -1,6 +1,10 @@
 #![allow(clippy::unwrap_used)]
 
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+use k8s_openapi::api::core::v1::{Container, PodSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kpages_crds::function_route::{HttpMethod, RouteInvocation};
+use kpages_crds::manifest::{InvocationKind, Route, RouteSyntax};
 use kpages_crds::site::{EnvVarSource as SiteEnvSource, SiteEnvVar};
 use kpages_crds::{DeployContext, Manifest};
 use pretty_assertions::assert_eq;

@@ -6,43 +6,44 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, FunctionRoute, FunctionRouteStatus, Site};
-use kube::api::{ListParams, Patch, PatchParams};
+use kube::api::ListParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
-use crate::context::{Context, Error, condition, error_policy};
+use crate::context::{Context, Error, condition};
+use crate::controllers::apply::apply_status;
+use crate::controllers::{Scope, run_controller};
 
 /// Name of this controller in metrics and logs.
 pub const CONTROLLER: &str = "functionroute";
 
 /// Runs the FunctionRoute controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
-    let client = ctx.client.clone();
-    let (routes, deploys) = match namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<FunctionRoute>>::namespaced(client.clone(), ns),
-            Api::<DeserializeGuard<Deploy>>::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    let controller = Controller::new(routes, watcher::Config::default().any_semantic());
-    let store = controller.store();
-    controller
-        // A deploy appearing, going or changing its functions can resolve or break routes.
-        .watches(deploys, watcher::Config::default(), move |d| {
+    run_controller(ctx, namespace, CONTROLLER, reconcile, related).await;
+}
+
+/// What else triggers a FunctionRoute reconcile: a deploy appearing, going or changing its
+/// functions can resolve or break every route of its site.
+fn related(
+    controller: Controller<DeserializeGuard<FunctionRoute>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<FunctionRoute>> {
+    let routes = controller.store();
+    controller.watches(
+        scope.api::<DeserializeGuard<Deploy>>(),
+        watcher::Config::default(),
+        move |d| {
             let (Ok(deploy), Some(ns)) = (&d.0, d.namespace()) else {
                 return Vec::new();
             };
-            store
+            routes
                 .state()
                 .into_iter()
                 .filter_map(|r| match &r.0 {
@@ -55,19 +56,8 @@ pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
                     _ => None,
                 })
                 .collect()
-        })
-        .shutdown_on_signal()
-        .run(
-            reconcile,
-            |obj, err, ctx| error_policy(CONTROLLER, &ObjectRef::from_obj(obj.as_ref()), err, &ctx),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "functionroute controller event");
-            }
-        })
-        .await;
+        },
+    )
 }
 
 /// Reconciles one FunctionRoute.
@@ -76,7 +66,6 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<FunctionRoute>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
     let route = crate::context::unguard(&guard)?;
     let ns = route.namespace().unwrap_or_default();
     let name = route.name_any();
@@ -187,19 +176,8 @@ pub async fn reconcile(
 
     let status = status_for(route, resolved, conflicts_with, loses);
     if route.status.as_ref() != Some(&status) {
-        Api::<FunctionRoute>::namespaced(ctx.client.clone(), &ns)
-            .patch_status(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            )
-            .await
-            .map_err(|source| Error::Status {
-                what: format!("FunctionRoute {ns}/{name}"),
-                source,
-            })?;
+        apply_status::<FunctionRoute>(&ctx.client, &ns, &name, &status).await?;
     }
-    ctx.succeeded(&ObjectRef::from_obj(route).to_string());
     Ok(Action::requeue(Duration::from_secs(600)))
 }
 

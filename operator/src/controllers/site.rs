@@ -6,20 +6,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kpages_crds::{Deploy, DeployPhase, Site, SiteStatus};
-use kube::api::{DeleteParams, Patch, PatchParams};
+use kube::api::DeleteParams;
 use kube::core::DeserializeGuard;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
-use serde_json::json;
 use tracing::instrument;
 
-use crate::context::{Context, Error, condition, error_policy};
+use crate::context::{Context, Error, condition};
+use crate::controllers::apply::apply_status;
+use crate::controllers::{Scope, run_controller};
 use crate::desired::Settings;
 use crate::plan::{DeployInfo, SitePlan, plan};
 
@@ -28,34 +28,25 @@ pub const CONTROLLER: &str = "site";
 
 /// Runs the Site controller until shutdown.
 pub async fn run(ctx: Arc<Context>, namespace: Option<&str>) {
-    let client = ctx.client.clone();
-    let (sites, deploys) = match namespace {
-        Some(ns) => (
-            Api::<DeserializeGuard<Site>>::namespaced(client.clone(), ns),
-            Api::<DeserializeGuard<Deploy>>::namespaced(client, ns),
-        ),
-        None => (Api::all(client.clone()), Api::all(client)),
-    };
-    Controller::new(sites, watcher::Config::default().any_semantic())
-        // A deploy's phase decides the active deploy; any change to one re-plans its site.
-        .watches(deploys, watcher::Config::default(), |d| {
+    run_controller(ctx, namespace, CONTROLLER, reconcile, related).await;
+}
+
+/// What else triggers a Site reconcile: a deploy's phase decides the active deploy, so any
+/// change to one re-plans its site.
+fn related(
+    controller: Controller<DeserializeGuard<Site>>,
+    scope: &Scope,
+) -> Controller<DeserializeGuard<Site>> {
+    controller.watches(
+        scope.api::<DeserializeGuard<Deploy>>(),
+        watcher::Config::default(),
+        |d| {
             let (Ok(deploy), Some(ns)) = (&d.0, d.namespace()) else {
                 return None;
             };
             Some(ObjectRef::new(&deploy.spec.site).within(&ns))
-        })
-        .shutdown_on_signal()
-        .run(
-            reconcile,
-            |obj, err, ctx| error_policy(CONTROLLER, &ObjectRef::from_obj(obj.as_ref()), err, &ctx),
-            ctx,
-        )
-        .for_each(|result| async move {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, "site controller event");
-            }
-        })
-        .await;
+        },
+    )
 }
 
 /// Reconciles one Site.
@@ -64,7 +55,6 @@ pub async fn reconcile(
     guard: Arc<DeserializeGuard<Site>>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let _timer = ctx.metrics.reconcile(CONTROLLER);
     let site = crate::context::unguard(&guard)?;
     if site.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
@@ -109,17 +99,7 @@ pub async fn reconcile(
     let status = status_for(site, &site_plan, &deploys, &ctx.settings);
     let old_active = site.status.as_ref().and_then(|s| s.active_deploy.clone());
     if site.status.as_ref() != Some(&status) {
-        let api: Api<Site> = Api::namespaced(ctx.client.clone(), &ns);
-        api.patch_status(
-            &name,
-            &PatchParams::default(),
-            &Patch::Merge(json!({ "status": status })),
-        )
-        .await
-        .map_err(|source| Error::Status {
-            what: format!("Site {ns}/{name}"),
-            source,
-        })?;
+        apply_status::<Site>(&ctx.client, &ns, &name, &status).await?;
     }
     if old_active != status.active_deploy {
         let note = match (&old_active, &status.active_deploy) {
@@ -138,7 +118,6 @@ pub async fn reconcile(
         ctx.publish(site, EventType::Normal, "ActiveDeployChanged", note)
             .await;
     }
-    ctx.succeeded(&ObjectRef::from_obj(site).to_string());
     Ok(Action::requeue(recheck_after(&deploys)))
 }
 

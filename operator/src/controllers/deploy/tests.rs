@@ -1,5 +1,5 @@
 //! The Deploy reconcile flow against a mock API server (tower-test): which calls it makes and
-//! what status it writes.
+//! what status it writes; and the pure build stage.
 #![allow(clippy::unwrap_used)]
 
 use std::sync::{Arc, Mutex};
@@ -81,13 +81,27 @@ fn list(kind: &str, items: Vec<Value>) -> (u16, Value) {
     )
 }
 
+/// The status the reconcile wrote, checking that it was written by server-side apply with the
+/// operator's field manager: a whole Deploy (apiVersion, kind) holding only the status.
 fn status_patch(seen: &Seen) -> Value {
-    seen.lock()
+    let (path, body) = seen
+        .lock()
         .unwrap()
         .iter()
         .find(|(m, p, _)| m == "PATCH" && p.contains("/deploys/v1/status"))
-        .map(|(_, _, b)| b["status"].clone())
-        .unwrap_or(Value::Null)
+        .map(|(_, p, b)| (p.clone(), b.clone()))
+        .expect("a status write");
+    let query: Vec<&str> = path.split(['?', '&']).skip(1).collect();
+    assert!(query.contains(&"fieldManager=kpages-operator"), "{path}");
+    assert!(query.contains(&"force=true"), "{path}");
+    assert_eq!(body["apiVersion"], "kpages.dev/v1alpha1", "{body}");
+    assert_eq!(body["kind"], "Deploy", "{body}");
+    assert_eq!(
+        body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["apiVersion", "kind", "status"],
+        "only the status is applied"
+    );
+    body["status"].clone()
 }
 
 fn ready_condition(status: &Value) -> Value {
@@ -208,6 +222,7 @@ async fn a_deploy_with_functions_is_applied_server_side_and_reports_provisioning
             m == "PATCH"
                 && p.contains("fieldManager=kpages-operator")
                 && !p.contains("fieldManager=kpages-operator-owner")
+                && !p.contains("/status?")
         })
         .map(|(_, _, b)| b["kind"].as_str().unwrap_or(""))
         .collect();
@@ -262,7 +277,10 @@ async fn a_malformed_deploy_waits_for_a_change() {
         crate::context::error_policy(CONTROLLER, &obj, &err, &ctx),
         Action::await_change()
     );
-    let transient = Error::Store(kpages_store::StoreError::Config("x".into()));
+    let transient = Error::Store {
+        what: "manifest".into(),
+        source: kpages_store::StoreError::Config("x".into()),
+    };
     assert_eq!(
         crate::context::error_policy(CONTROLLER, &obj, &transient, &ctx),
         Action::requeue(Duration::from_secs(5))
@@ -327,4 +345,72 @@ async fn a_sites_deploys_are_listed_by_its_label_and_all_of_them_when_its_active
     s.spec.pinned_deploy = Some("v1".into());
     assert_eq!(names(ctx.site_deploys(&s).await.unwrap()), ["v1", "v2"]);
     assert_eq!(lists(&seen).len(), 2);
+}
+
+/// 2023-11-14T22:13:20Z plus `secs`, the clock of the fixtures.
+fn at(secs: i64) -> i64 {
+    1_700_000_000 + secs
+}
+
+#[test]
+fn a_deploy_not_listed_with_its_site_yet_still_counts_in_its_own_plan() {
+    let m = manifest();
+    let older = [deploy("v1", &m, 0), deploy("v2", &m, 10)];
+    let new = deploy("v3", &m, 20);
+    let built = build(&new, &site(), &m, &older, &Settings::default(), at(80)).unwrap();
+    assert!(
+        built.warm,
+        "the newest deploy is warm even when the list missed it"
+    );
+    assert_eq!(built.replicas, 1);
+    assert_eq!(built.idle_in, Some(Duration::from_secs(900 - 60)));
+    let deployment = built.objects.deployment.unwrap();
+    assert_eq!(deployment.spec.unwrap().replicas, Some(1));
+    assert!(
+        built.objects.cron_jobs.is_empty(),
+        "not the active deploy: no schedules"
+    );
+}
+
+#[test]
+fn the_active_deploy_keeps_its_schedules_and_idle_deploys_scale_to_zero() {
+    let m = manifest();
+    let all = [
+        deploy("v1", &m, 0),
+        deploy("v2", &m, 10),
+        deploy("v3", &m, 20),
+    ];
+    let mut s = site();
+    s.status = Some(kpages_crds::SiteStatus {
+        active_deploy: Some("v1".into()),
+        ..Default::default()
+    });
+    let idle = at(10_000);
+
+    let active = build(&all[0], &s, &m, &all, &Settings::default(), idle).unwrap();
+    assert!(
+        active.warm,
+        "the active deploy is warm though it is the oldest"
+    );
+    assert_eq!((active.replicas, active.idle_in), (0, None));
+    assert_eq!(active.objects.cron_jobs.len(), 1);
+    assert!(
+        active
+            .objects
+            .routes
+            .iter()
+            .all(|r| r.spec.hostnames.is_empty()),
+        "the active deploy's routes serve every host of the site"
+    );
+
+    let preview = build(&all[1], &s, &m, &all, &Settings::default(), idle).unwrap();
+    assert!(preview.warm, "among the two newest");
+    assert!(preview.objects.cron_jobs.is_empty());
+    assert!(
+        preview
+            .objects
+            .routes
+            .iter()
+            .all(|r| r.spec.hostnames == ["v2--web.team.preview.kpages.localhost"])
+    );
 }
