@@ -16,10 +16,11 @@
 use std::path::{Component, Path, PathBuf};
 
 use futures::{StreamExt, TryStreamExt, stream};
-use kpages_crds::manifest::Dialect;
-use kpages_crds::{Digest, Manifest};
+use kpages_crds::Digest;
+use kpages_crds::host::FunctionsFile;
+use kpages_crds::limits::CallLimits;
+use kpages_crds::manifest::Limits;
 use kpages_store::{BlobStore, StoreError};
-use serde_json::json;
 
 /// How many blobs are downloaded at once.
 const CONCURRENCY: usize = 8;
@@ -158,12 +159,17 @@ pub async fn fetch_bundles(
                 source: std::io::Error::other(e),
             })??;
     }
-    let file = opts.out.join("functions.json");
-    let body = functions_json(
-        &manifest,
-        opts.timeout_seconds,
-        opts.background_timeout_seconds,
-    );
+    let file = opts.out.join(FunctionsFile::NAME);
+    // The Site object's timeouts (or the platform's) sit under the function's and the
+    // manifest's own, as the router enforces them.
+    let site = Limits {
+        timeout_seconds: Some(opts.timeout_seconds),
+        background_timeout_seconds: Some(opts.background_timeout_seconds),
+        ..Limits::default()
+    };
+    let body = FunctionsFile::new(&manifest, &site, CallLimits::default(), |name| {
+        format!("functions/{name}/{}", bundle_file_name(name))
+    });
     let tmp = opts.out.join(".functions.json.partial");
     tokio::fs::create_dir_all(&opts.out)
         .await
@@ -181,45 +187,6 @@ pub async fn fetch_bundles(
 /// The bundle's file name: ESM, named after the function so stack traces say which.
 fn bundle_file_name(function: &str) -> String {
     format!("{function}.mjs")
-}
-
-/// The host's `functions.json` for a manifest (see `runtime/README.md`). Timeouts: the
-/// function's own, else the manifest's site-wide one, else the given defaults.
-pub fn functions_json(
-    manifest: &Manifest,
-    timeout_seconds: u32,
-    background_timeout_seconds: u32,
-) -> serde_json::Value {
-    let site = &manifest.site.limits;
-    let functions: Vec<serde_json::Value> = manifest
-        .functions
-        .iter()
-        .map(|f| {
-            let timeout = f
-                .limits
-                .timeout_seconds
-                .or(site.timeout_seconds)
-                .unwrap_or(timeout_seconds);
-            let background = f
-                .limits
-                .background_timeout_seconds
-                .or(site.background_timeout_seconds)
-                .unwrap_or(background_timeout_seconds);
-            json!({
-                "name": f.name,
-                "file": format!("functions/{}/{}", f.name, bundle_file_name(&f.name)),
-                "dialect": match f.dialect {
-                    Dialect::Netlify => "netlify",
-                    Dialect::Edgeone => "edgeone",
-                    Dialect::Lambda => "lambda",
-                },
-                "catchAll": f.catch_all,
-                "timeoutMs": u64::from(timeout) * 1000,
-                "backgroundTimeoutMs": u64::from(background) * 1000,
-            })
-        })
-        .collect();
-    json!({ "functions": functions })
 }
 
 /// `path` as a relative path with only normal components, or `None`.
@@ -265,6 +232,7 @@ mod tests {
 
     use super::*;
     use crate::fixtures;
+    use kpages_crds::Manifest;
     use kpages_crds::manifest::{IncludedFile, InvocationKind};
 
     async fn stored_manifest(store: &BlobStore) -> Manifest {
@@ -323,7 +291,7 @@ mod tests {
                 .unwrap();
         assert_eq!(
             json,
-            json!({"functions": [{"name": "hello", "file": "functions/hello/hello.mjs",
+            serde_json::json!({"functions": [{"name": "hello", "file": "functions/hello/hello.mjs",
                 "dialect": "netlify", "catchAll": null, "timeoutMs": 5000,
                 "backgroundTimeoutMs": 900000}]})
         );

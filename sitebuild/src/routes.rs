@@ -8,28 +8,17 @@
 use std::collections::BTreeMap;
 
 use kpages_crds::manifest::{Function, Route, RouteSyntax};
+use kpages_routing::pattern::{self, Syntax};
 
 use crate::error::BuildError;
 
-/// The comparable shape of a route pattern.
+/// The comparable shape of a route pattern (see [`kpages_routing::pattern::shape`]).
 pub fn shape(route: &Route) -> String {
-    let segments: Vec<&str> = route.pattern.split('/').filter(|s| !s.is_empty()).collect();
-    let mapped: Vec<String> = segments
-        .iter()
-        .map(|seg| match route.syntax {
-            RouteSyntax::File if seg.starts_with("[[") && seg.ends_with("]]") => "*".into(),
-            RouteSyntax::File if seg.starts_with('[') && seg.ends_with(']') => ":".into(),
-            RouteSyntax::Urlpattern if *seg == "*" => "*".into(),
-            RouteSyntax::Urlpattern
-                if seg.starts_with(':')
-                    && seg[1..].chars().all(|c| c.is_alphanumeric() || c == '_') =>
-            {
-                ":".into()
-            }
-            _ => (*seg).to_string(),
-        })
-        .collect();
-    format!("/{}", mapped.join("/"))
+    let syntax = match route.syntax {
+        RouteSyntax::File => Syntax::EdgeoneFile,
+        RouteSyntax::Urlpattern => Syntax::UrlPattern,
+    };
+    pattern::shape(syntax, &route.pattern)
 }
 
 /// Fails when two functions claim one route with overlapping methods.
@@ -96,21 +85,13 @@ mod tests {
     }
 
     #[test]
-    fn shapes_ignore_parameter_names_and_trailing_slashes() {
-        use RouteSyntax::*;
-        let cases = [
-            (route("/users/[id]", File), "/users/:"),
-            (route("/users/:slug", Urlpattern), "/users/:"),
-            (route("/a/[[rest]]", File), "/a/*"),
-            (route("/a/*", Urlpattern), "/a/*"),
-            (route("/a/", Urlpattern), "/a"),
-            (route("/", File), "/"),
-            (route("/Api", File), "/Api"),
-            (route("/x/:id?", Urlpattern), "/x/:id?"),
-        ];
-        for (r, want) in cases {
-            assert_eq!(shape(&r), want, "{}", r.pattern);
-        }
+    fn shapes_follow_the_route_syntax() {
+        assert_eq!(shape(&route("/users/[id]", RouteSyntax::File)), "/users/:");
+        assert_eq!(
+            shape(&route("/users/:id", RouteSyntax::Urlpattern)),
+            "/users/:"
+        );
+        assert_eq!(shape(&route("/[x]", RouteSyntax::Urlpattern)), "/[x]");
     }
 
     #[test]

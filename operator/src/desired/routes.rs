@@ -7,6 +7,7 @@ use kpages_crds::function_route::{
 };
 use kpages_crds::manifest::{Function, InvocationKind, Route, RouteSyntax};
 use kpages_crds::{FunctionRoute, FunctionRouteSpec};
+use kpages_routing::pattern::edgeone_file_as_urlpatterns;
 use kube::ResourceExt;
 
 use super::Ctx;
@@ -81,7 +82,7 @@ fn preview_host(url: &str) -> String {
 fn route_matches(route: &Route, f: &Function) -> Vec<RouteMatch> {
     let paths: Vec<String> = match route.syntax {
         RouteSyntax::Urlpattern => vec![route.pattern.clone()],
-        RouteSyntax::File => file_route_patterns(&route.pattern),
+        RouteSyntax::File => edgeone_file_as_urlpatterns(&route.pattern),
     };
     let methods: Vec<HttpMethod> = f.methods.iter().filter_map(|m| http_method(m)).collect();
     let methods: Vec<Option<HttpMethod>> =
@@ -105,31 +106,6 @@ fn route_matches(route: &Route, f: &Function) -> Vec<RouteMatch> {
         })
         .take(MAX_MATCHES)
         .collect()
-}
-
-fn file_route_patterns(pattern: &str) -> Vec<String> {
-    let mut catch_all = false;
-    let segments: Vec<String> = pattern
-        .split('/')
-        .map(|seg| {
-            if let Some(name) = seg.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")) {
-                catch_all = !name.is_empty();
-                "*".to_string()
-            } else if let Some(name) = seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                format!(":{name}")
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect();
-    let joined = segments.join("/");
-    if catch_all {
-        let bare = joined.trim_end_matches("/*");
-        let bare = if bare.is_empty() { "/" } else { bare };
-        vec![bare.to_string(), joined]
-    } else {
-        vec![joined]
-    }
 }
 
 fn http_method(m: &str) -> Option<HttpMethod> {
