@@ -63,11 +63,11 @@ fn hyper_error(e: hyper::Error) -> BoxError {
 #[error("request body is larger than {0} bytes")]
 pub struct TooLarge(pub u64);
 
-/// A request body that errors once more than `limit` bytes have passed, and raises a flag
-/// the proxy reads to answer 413 rather than 502.
+/// A request body that errors once more than `limit` bytes have passed
+/// ([`http_body_util::Limited`]), and raises a flag the proxy reads to answer 413 rather than
+/// 502: the error itself reaches the proxy wrapped by the HTTP client, which loses its type.
 pub struct Limited {
-    inner: Body,
-    remaining: u64,
+    inner: http_body_util::Limited<Body>,
     limit: u64,
     exceeded: Arc<AtomicBool>,
 }
@@ -76,8 +76,10 @@ impl Limited {
     /// Wraps `inner`; `exceeded` is set when the limit is passed.
     pub fn new(inner: Body, limit: u64, exceeded: Arc<AtomicBool>) -> Self {
         Self {
-            inner,
-            remaining: limit,
+            inner: http_body_util::Limited::new(
+                inner,
+                usize::try_from(limit).unwrap_or(usize::MAX),
+            ),
             limit,
             exceeded,
         }
@@ -94,16 +96,9 @@ impl HttpBody for Limited {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
         match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let n = data.len() as u64;
-                    if n > this.remaining {
-                        this.exceeded.store(true, Ordering::Release);
-                        return Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))));
-                    }
-                    this.remaining -= n;
-                }
-                Poll::Ready(Some(Ok(frame)))
+            Poll::Ready(Some(Err(e))) if e.is::<http_body_util::LengthLimitError>() => {
+                this.exceeded.store(true, Ordering::Release);
+                Poll::Ready(Some(Err(Box::new(TooLarge(this.limit)))))
             }
             other => other,
         }

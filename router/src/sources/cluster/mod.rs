@@ -27,7 +27,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
@@ -88,6 +87,9 @@ pub enum ClusterError {
     /// No kubeconfig and not in a pod.
     #[error("cannot reach Kubernetes (set KUBECONFIG or run in a pod): {0}")]
     Client(#[from] kube::Error),
+    /// A watch stopped for good before it had listed its objects once.
+    #[error("a watch of the cluster stopped before its first listing")]
+    WatchEnded(#[from] reflector::store::WriterDropped),
 }
 
 /// Runs cluster mode: watches, rebuilds and swaps `routes` until the process ends. Installs
@@ -99,7 +101,6 @@ pub async fn run(
     config: ClusterConfig,
 ) -> Result<(), ClusterError> {
     let changed = Arc::new(Notify::new());
-    let synced = Arc::new(SyncCount::default());
     // One set of watches per namespace (each needs only that namespace's RBAC), or one for all.
     let scopes: Vec<Option<&str>> = if config.namespaces.is_empty() {
         vec![None]
@@ -109,36 +110,15 @@ pub async fn run(
     let mut stores = Vec::new();
     for ns in &scopes {
         stores.push(Stores {
-            sites: reflect(
-                scoped(&client, *ns),
-                watcher::Config::default(),
-                &changed,
-                &synced,
-            ),
-            deploys: reflect(
-                scoped(&client, *ns),
-                watcher::Config::default(),
-                &changed,
-                &synced,
-            ),
+            sites: reflect(scoped(&client, *ns), watcher::Config::default(), &changed),
+            deploys: reflect(scoped(&client, *ns), watcher::Config::default(), &changed),
             slices: reflect(
                 scoped(&client, *ns),
                 watcher::Config::default().labels("app.kubernetes.io/managed-by=kpages"),
                 &changed,
-                &synced,
             ),
-            routes: reflect(
-                scoped(&client, *ns),
-                watcher::Config::default(),
-                &changed,
-                &synced,
-            ),
-            services: reflect(
-                scoped(&client, *ns),
-                watcher::Config::default(),
-                &changed,
-                &synced,
-            ),
+            routes: reflect(scoped(&client, *ns), watcher::Config::default(), &changed),
+            services: reflect(scoped(&client, *ns), watcher::Config::default(), &changed),
         });
     }
 
@@ -157,14 +137,15 @@ pub async fn run(
         failed: HashMap::new(),
         cells: HashMap::new(),
     };
+    // Serve nothing until every watch has listed once: a partial table would 404 sites that
+    // exist. Then build the first table at once, whatever happens next.
+    for st in &stores {
+        st.wait_until_ready().await?;
+    }
+    changed.notify_one();
     loop {
         changed.notified().await;
         tokio::time::sleep(config.debounce).await;
-        // Serve nothing until every watch has listed once: a partial table would 404 sites
-        // that exist.
-        if synced.count() < Stores::WATCHES * stores.len() {
-            continue;
-        }
         let mut snapshot = Snapshot::default();
         for st in &stores {
             snapshot.sites.extend(valid(&st.sites.state(), "Site"));
@@ -200,8 +181,14 @@ struct Stores {
 }
 
 impl Stores {
-    /// Watches per scope: all must have listed before the first table is built.
-    const WATCHES: usize = 5;
+    /// Waits until every watch of the scope has listed its objects once.
+    async fn wait_until_ready(&self) -> Result<(), reflector::store::WriterDropped> {
+        self.sites.wait_until_ready().await?;
+        self.deploys.wait_until_ready().await?;
+        self.slices.wait_until_ready().await?;
+        self.routes.wait_until_ready().await?;
+        self.services.wait_until_ready().await
+    }
 }
 
 /// An Api on one namespace, or on all.
@@ -216,42 +203,17 @@ where
     }
 }
 
-/// How many watches have completed their first listing.
-#[derive(Debug, Default)]
-struct SyncCount(std::sync::atomic::AtomicUsize);
-
-impl SyncCount {
-    fn count(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
 /// Starts a reflector for `api` whose every event wakes the rebuild task.
-fn reflect<K>(
-    api: Api<K>,
-    config: watcher::Config,
-    changed: &Arc<Notify>,
-    synced: &Arc<SyncCount>,
-) -> Store<K>
+fn reflect<K>(api: Api<K>, config: watcher::Config, changed: &Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + std::fmt::Debug + Send + Sync + serde::de::DeserializeOwned + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
     let (reader, writer) = reflector::store();
     let changed = changed.clone();
-    let synced = synced.clone();
     let kind = K::kind(&K::DynamicType::default()).to_string();
     tokio::spawn(async move {
-        let mut first = true;
-        let events = watcher(api, config)
-            .default_backoff()
-            .reflect(writer)
-            .inspect_ok(|e| {
-                if first && matches!(e, watcher::Event::InitDone) {
-                    first = false;
-                    synced.0.fetch_add(1, Ordering::Relaxed);
-                }
-            });
+        let events = watcher(api, config).default_backoff().reflect(writer);
         futures::pin_mut!(events);
         loop {
             match events.try_next().await {
