@@ -70,7 +70,10 @@ fn build_refuses_a_schedule_that_cannot_run() {
         stderr.contains("netlify/functions/tick.mjs: config field `schedule`"),
         "{stderr}"
     );
-    assert!(stderr.contains("invalid schedule \"60 * * * *\""), "{stderr}");
+    assert!(
+        stderr.contains("invalid schedule \"60 * * * *\""),
+        "{stderr}"
+    );
     assert!(stderr.contains("minute: 60 is outside 0-59"), "{stderr}");
     assert!(!out.path().join("out").exists());
 }

@@ -155,7 +155,10 @@ fn patterns_the_router_cannot_compile_fail_the_build() {
         "{err}"
     );
     assert!(err.contains(r#"pattern "/items/:id(\\d+)""#), "{err}");
-    assert!(err.contains("a regular-expression group is not supported"), "{err}");
+    assert!(
+        err.contains("a regular-expression group is not supported"),
+        "{err}"
+    );
     assert!(err.contains("accepted: a path starting with '/'"), "{err}");
 }
 
