@@ -25,8 +25,9 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod, Secret, Service};
 use kpages_crds::Site;
 use kpages_crds::names;
 use kpages_e2e::platform::{Cli, helm_install};
-use kpages_e2e::services::{Bridge, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP};
+use kpages_e2e::services::{Bridge, NODE_IP};
 use kpages_e2e::{Cluster, TestNamespace, wait};
+use kpages_testsupport::MinIo;
 use kube::api::{ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -327,13 +328,13 @@ async fn run(ns: TestNamespace, cold_starts: usize, warm_requests: usize) {
     let work = tempfile::tempdir().expect("temp dir");
 
     // Object storage on the host, reachable from pods at the node IP.
-    let minio = MinIo::start().await;
-    let bridge = Bridge::start(&cluster, minio.port).await;
-    let pod_store = MinIo::url(&format!("http://{NODE_IP}:{}", bridge.port), &n);
-    let host_store = MinIo::url(&format!("http://127.0.0.1:{}", minio.port), &n);
+    let minio = MinIo::start_async("kpages").await;
+    let bridge = Bridge::start(&cluster, minio.port()).await;
+    let pod_store = minio.url_at(&format!("http://{NODE_IP}:{}", bridge.port), &n);
+    let host_store = minio.url(&n);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "kpages-store"},
-        "stringData": {"AWS_ACCESS_KEY_ID": MINIO_USER, "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}
+        "stringData": {"AWS_ACCESS_KEY_ID": MinIo::USER, "AWS_SECRET_ACCESS_KEY": MinIo::PASSWORD}
     }))
     .expect("secret");
     ns.api::<Secret>()

@@ -37,8 +37,8 @@ use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kpages_crds::{Deploy, DeployPhase, FunctionRoute, Site};
 use kpages_e2e::platform::release_binary;
-use kpages_e2e::services::{MINIO_PASSWORD, MINIO_USER, MinIo, free_port};
 use kpages_e2e::{Cluster, TestNamespace};
+use kpages_testsupport::{MinIo, free_port};
 use kube::api::{ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, Resource, ResourceExt};
@@ -131,7 +131,7 @@ async fn manifests(kpages: &Path, work: &Path, minio: &MinIo) -> Manifests {
     let static_site = build(kpages, &static_dir, &out);
     let function_site = build(kpages, &fn_dir, &out);
     let store = minio
-        .store_config(&format!("http://127.0.0.1:{}", minio.port), STORE_PREFIX)
+        .config(STORE_PREFIX)
         .open()
         .expect("opening the MinIO store");
     let blobs = out.join("blobs/sha256");
@@ -168,8 +168,8 @@ impl Operator {
             .args(["--node-image", "localhost/kpages/node:20"])
             .args(["--url-scheme", "http"])
             .env("KUBECONFIG", cluster.kubeconfig())
-            .env("AWS_ACCESS_KEY_ID", MINIO_USER)
-            .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
+            .env("AWS_ACCESS_KEY_ID", MinIo::USER)
+            .env("AWS_SECRET_ACCESS_KEY", MinIo::PASSWORD)
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null())
             .stdout(file.try_clone().expect("operator log"))
@@ -901,9 +901,9 @@ async fn main() {
     let operator_bin = release_binary("kpages-operator");
     let kpages_bin = release_binary("kpages");
     let work = tempfile::tempdir().expect("temp dir");
-    let minio = MinIo::start().await;
+    let minio = MinIo::start_async("kpages").await;
     let m = manifests(&kpages_bin, work.path(), &minio).await;
-    let store_url = MinIo::url(&format!("http://127.0.0.1:{}", minio.port), STORE_PREFIX);
+    let store_url = minio.url(STORE_PREFIX);
     eprintln!(
         "bench row 7: manifests static {} and function {}; operator {}",
         m.static_site,

@@ -2,7 +2,7 @@
 //! deadline passes — then fail with what was awaited and, where the probe said, why it did not
 //! hold. Tests wait this way instead of sleeping for a guessed time.
 
-use std::fmt::{Debug, Display};
+use std::fmt::Display;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
@@ -38,10 +38,10 @@ impl<T> Condition for Option<T> {
     }
 }
 
-impl<T, E: Debug> Condition for Result<T, E> {
+impl<T, E: Display> Condition for Result<T, E> {
     type Output = T;
     fn check(self) -> Result<T, Option<String>> {
-        self.map_err(|e| Some(format!("{e:?}")))
+        self.map_err(|e| Some(e.to_string()))
     }
 }
 
@@ -145,7 +145,7 @@ mod tests {
     }
 
     #[test]
-    #[should_panic(expected = "timed out after 50ms waiting for nothing; last: \"still no\"")]
+    #[should_panic(expected = "timed out after 50ms waiting for nothing; last: still no")]
     fn a_timeout_names_what_was_awaited_and_the_last_reason() {
         eventually(Duration::from_millis(50), "nothing", || {
             Err::<(), _>("still no")

@@ -7,8 +7,8 @@
 //!     └── url("prod") / url_at(..)     ── s3://sites/prod?endpoint=…&path_style=true
 //! ```
 //!
-//! The credentials are [`USER`] and [`PASSWORD`] (`AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY`
-//! for a process that reads the URL). The binary comes from `scripts/install-deps`, or
+//! The credentials are [`MinIo::USER`] and [`MinIo::PASSWORD`] (`AWS_ACCESS_KEY_ID` and
+//! `AWS_SECRET_ACCESS_KEY` for a process that reads the URL). The binary comes from `scripts/install-deps`, or
 //! `$KPAGES_MINIO_BIN`.
 
 use std::path::PathBuf;
@@ -18,11 +18,6 @@ use std::time::Duration;
 use kpages_store::{S3Config, S3Credentials, StoreConfig};
 
 use crate::process::{Process, cached_binary, http_ok, off_runtime};
-
-/// MinIO's root user: the S3 access key id.
-pub const USER: &str = "kpagestest";
-/// MinIO's root password: the S3 secret access key.
-pub const PASSWORD: &str = "kpagestest-secret";
 
 /// How long MinIO may take to become ready (its first start formats the drive).
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -36,6 +31,11 @@ pub struct MinIo {
 }
 
 impl MinIo {
+    /// MinIO's root user: the S3 access key id.
+    pub const USER: &str = "kpagestest";
+    /// MinIO's root password: the S3 secret access key.
+    pub const PASSWORD: &str = "kpagestest-secret";
+
     /// Starts MinIO with one empty bucket and waits until it is ready.
     pub fn start(bucket: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
@@ -49,8 +49,8 @@ impl MinIo {
                 .arg(dir.path().join("data"))
                 .args(["--address", &format!("127.0.0.1:{port}")])
                 .args(["--console-address", &format!("127.0.0.1:{console}")])
-                .env("MINIO_ROOT_USER", USER)
-                .env("MINIO_ROOT_PASSWORD", PASSWORD)
+                .env("MINIO_ROOT_USER", Self::USER)
+                .env("MINIO_ROOT_PASSWORD", Self::PASSWORD)
                 .env("MINIO_BROWSER", "off")
                 .env("MINIO_UPDATE", "off")
                 .env("MINIO_CI_CD", "1"),
@@ -104,14 +104,14 @@ impl MinIo {
             region: "us-east-1".into(),
             path_style: true,
             credentials: Some(S3Credentials {
-                access_key_id: USER.into(),
-                secret_access_key: PASSWORD.into(),
+                access_key_id: Self::USER.into(),
+                secret_access_key: Self::PASSWORD.into(),
             }),
         })
     }
 
     /// The `s3://` URL of `prefix` at [`MinIo::endpoint`] (the credentials go in the
-    /// environment: [`USER`], [`PASSWORD`]).
+    /// environment: [`MinIo::USER`], [`MinIo::PASSWORD`]).
     pub fn url(&self, prefix: &str) -> String {
         self.url_at(&self.endpoint(), prefix)
     }
