@@ -16,6 +16,7 @@
 //! Clients are made per test because every `#[tokio::test]` has its own runtime, and a kube client's
 //! connection tasks die with the runtime that spawned them.
 
+pub mod bench;
 pub mod chart;
 pub mod namespace;
 pub mod platform;
