@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use kpages_crds::Site;
+use kpages_testsupport::MinIo;
 use kube::Api;
 
 use crate::Cluster;
-use kpages_testsupport::MinIo;
 
 /// The repository's root (the parent of `e2e/`).
 pub fn repo() -> PathBuf {
