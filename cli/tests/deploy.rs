@@ -7,10 +7,6 @@
 // Test support: a failed setup step should panic with its cause.
 #![allow(clippy::unwrap_used)]
 
-#[allow(dead_code)]
-#[path = "../../store/tests/common/minio.rs"]
-mod minio;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
@@ -19,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use kpages_crds::{Deploy, DeployContext, Digest, Manifest};
 use kpages_store::{BlobStore, StoreConfig};
+use kpages_testsupport::MinIo;
 use kube::core::cel::Validator;
 
 /// A small static site in a temporary directory.
@@ -134,7 +131,7 @@ fn missing(store: &BlobStore, digests: &[Digest]) -> Vec<Digest> {
 
 #[test]
 fn emit_uploads_everything_then_only_what_changed() {
-    let server = minio::MinIo::start("sites");
+    let server = MinIo::start("sites");
     let config = server.config("kpages");
     let (url, env) = s3_url(&config);
     let store = config.open().unwrap();

@@ -8,6 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use kpages_testsupport::eventually;
+
 const KPAGES: &str = env!("CARGO_BIN_EXE_kpages");
 
 /// A `kpages dev` process; killed if a test fails half-way.
@@ -117,17 +119,11 @@ fn serves_a_static_site_rebuilds_on_change_and_stops_on_ctrl_c() {
     let addr = dev.url.trim_start_matches("http://").to_string();
     let mut kept = TcpStream::connect(&addr).unwrap();
     std::fs::write(site.join("fresh.html"), "fresh content").unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if get(&dev.url, "/fresh.html") == (200, "fresh content".to_string()) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the rebuilt deploy was never served"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    eventually(
+        Duration::from_secs(30),
+        "the rebuilt deploy to be served",
+        || get(&dev.url, "/fresh.html") == (200, "fresh content".to_string()),
+    );
     write!(
         kept,
         "GET /fresh HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"

@@ -2,9 +2,7 @@
 //! fixtures: every valid object passes, every CEL-rejected object fails with its message.
 //! The same fixtures go to a real kube-apiserver in the e2e tier.
 
-mod common;
-
-use common::fixtures::{self, Layer};
+use kpages_testsupport::crd_fixtures::{self as fixtures, Layer};
 use kube::core::cel::Validator;
 
 /// The openAPIV3Schema of the CRD whose kind the object names.

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use kpages_crds::manifest::*;
 use kpages_crds::{Digest, ManifestError};
+use kpages_testsupport::fixtures::{function, route, scheduled};
 use pretty_assertions::assert_eq;
 
 fn sample() -> Manifest {
@@ -26,19 +27,10 @@ fn sample() -> Manifest {
         },
     );
     m.functions.push(Function {
-        name: "hello".into(),
         bundle: Digest::of(b"export default () => new Response('hi')"),
-        dialect: Dialect::Netlify,
-        invocation: InvocationKind::Sync,
-        schedule: None,
-        routes: vec![Route {
-            pattern: "/api/:name".into(),
-            syntax: RouteSyntax::Urlpattern,
-        }],
-        excluded_routes: vec![],
+        routes: vec![route("/api/:name")],
         methods: vec!["GET".into()],
         prefer_static: true,
-        catch_all: None,
         limits: Limits {
             timeout_seconds: Some(10),
             ..Limits::default()
@@ -48,25 +40,10 @@ fn sample() -> Manifest {
             digest: Digest::of(b"{}"),
             size: 2,
         }],
-        rate_limit: None,
         source: Some("netlify/functions/hello.mts".into()),
+        ..function("hello")
     });
-    m.functions.push(Function {
-        name: "nightly".into(),
-        bundle: Digest::of(b"nightly"),
-        dialect: Dialect::Netlify,
-        invocation: InvocationKind::Scheduled,
-        schedule: Some("@daily".into()),
-        routes: vec![],
-        excluded_routes: vec![],
-        methods: vec![],
-        prefer_static: false,
-        catch_all: None,
-        limits: Limits::default(),
-        included_files: vec![],
-        rate_limit: None,
-        source: None,
-    });
+    m.functions.push(scheduled("nightly", "@daily"));
     m.rules.redirects.push(RedirectRule {
         from: "/old/*".into(),
         to: "/new/:splat".into(),

@@ -24,9 +24,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, Secret, Service};
 use kpages_crds::Site;
 use kpages_crds::names;
+use kpages_e2e::bench::env_number;
 use kpages_e2e::platform::{Cli, helm_install};
-use kpages_e2e::services::{Bridge, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP};
+use kpages_e2e::services::{Bridge, NODE_IP};
 use kpages_e2e::{Cluster, TestNamespace, wait};
+use kpages_testsupport::{MinIo, eventually_async};
 use kube::api::{ListParams, PostParams};
 use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
@@ -39,15 +41,6 @@ const SCALE_TO_ZERO_AFTER_SECONDS: u32 = 30;
 /// The router holds a call this long while a pod starts (chart value).
 const COLD_START_TIMEOUT_SECONDS: u32 = 120;
 const HELLO: &str = "hello from kpages";
-
-fn env_usize(name: &str, default: usize) -> usize {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// A point in the wake-up of a deploy, as this program's watches saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,8 +301,8 @@ fn quantiles(label: &str, xs: &[f64]) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let cold_starts = env_usize("BENCH_COLD_STARTS", 8).max(1);
-    let warm_requests = env_usize("BENCH_WARM_REQUESTS", 50).max(1);
+    let cold_starts = env_number("BENCH_COLD_STARTS", 8).max(1);
+    let warm_requests = env_number("BENCH_WARM_REQUESTS", 50).max(1);
     let cluster = Cluster::get().unwrap_or_else(|e| panic!("the testbed: {e}"));
     // Blocking (a cargo build may run): before any deadline starts.
     cluster
@@ -327,13 +320,13 @@ async fn run(ns: TestNamespace, cold_starts: usize, warm_requests: usize) {
     let work = tempfile::tempdir().expect("temp dir");
 
     // Object storage on the host, reachable from pods at the node IP.
-    let minio = MinIo::start().await;
-    let bridge = Bridge::start(&cluster, minio.port).await;
-    let pod_store = MinIo::url(&format!("http://{NODE_IP}:{}", bridge.port), &n);
-    let host_store = MinIo::url(&format!("http://127.0.0.1:{}", minio.port), &n);
+    let minio = MinIo::start_async("kpages").await;
+    let bridge = Bridge::start(&cluster, minio.port()).await;
+    let pod_store = minio.url_at(&format!("http://{NODE_IP}:{}", bridge.port), &n);
+    let host_store = minio.url(&n);
     let secret: Secret = serde_json::from_value(json!({
         "metadata": {"name": "kpages-store"},
-        "stringData": {"AWS_ACCESS_KEY_ID": MINIO_USER, "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}
+        "stringData": {"AWS_ACCESS_KEY_ID": MinIo::USER, "AWS_SECRET_ACCESS_KEY": MinIo::PASSWORD}
     }))
     .expect("secret");
     ns.api::<Secret>()
@@ -393,20 +386,22 @@ async fn run(ns: TestNamespace, cold_starts: usize, warm_requests: usize) {
     let (timeline, watches) = watch_steps(&ns, &deploy);
 
     // The deploy is live (kpages deploy waited); its first pod is up since its creation.
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let r = get(&cluster, &router, &host).await;
-        if r.status == 200 && r.body.trim() == HELLO {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GET {host}/api/hello: still {} {:?} after 180 s",
-            r.status,
-            r.body
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually_async(
+        Duration::from_secs(180),
+        format!("GET {host}/api/hello to answer {HELLO:?}"),
+        || {
+            let (cluster, router, host) = (&cluster, &router, &host);
+            async move {
+                let r = get(cluster, router, host).await;
+                if r.status == 200 && r.body.trim() == HELLO {
+                    Ok(())
+                } else {
+                    Err(format!("{} {:?}", r.status, r.body))
+                }
+            }
+        },
+    )
+    .await;
     println!(
         "{}",
         json!({"kind": "coldstart", "row": 6, "phase": "setup", "cold_starts": cold_starts,
@@ -459,24 +454,30 @@ async fn run(ns: TestNamespace, cold_starts: usize, warm_requests: usize) {
         )
         .await
         .unwrap_or_else(|e| panic!("cold start {}: never scaled to zero: {e}", i + 1));
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let left = pods
-                .list(&by_deploy)
-                .await
-                .expect("listing function pods")
-                .items
-                .len();
-            if left == 0 {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "cold start {}: {left} function pod(s) still there 120 s after scaling to zero",
+        eventually_async(
+            Duration::from_secs(120),
+            format!(
+                "cold start {}: no function pod left after scaling to zero",
                 i + 1
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+            ),
+            || {
+                let (pods, by_deploy) = (&pods, &by_deploy);
+                async move {
+                    let left = pods
+                        .list(by_deploy)
+                        .await
+                        .expect("listing function pods")
+                        .items
+                        .len();
+                    if left == 0 {
+                        Ok(())
+                    } else {
+                        Err(format!("{left} function pod(s) still there"))
+                    }
+                }
+            },
+        )
+        .await;
         let idle = last_answer.elapsed().as_secs_f64();
         let r = get(&cluster, &router, &host).await;
         last_answer = Instant::now();

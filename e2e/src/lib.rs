@@ -9,12 +9,15 @@
 //!    │                          are printed; deleted afterwards unless KPAGES_E2E_KEEP=1
 //!    ├──► wait::until(...)  ── watch-based waits on conditions, each with a deadline
 //!    ├──► cluster.netns(..) ── a command run inside the cluster's network namespace (curl a pod IP)
-//!    └──► platform::…       ── helm install of the chart, the kpages CLI (platform test, benchmarks)
+//!    ├──► platform::…       ── helm install of the chart, the kpages CLI (platform test, benchmarks)
+//!    └──► chart::render(..) ── helm template of the chart, parsed (chart tests; no cluster needed)
 //! ```
 //!
 //! Clients are made per test because every `#[tokio::test]` has its own runtime, and a kube client's
 //! connection tasks die with the runtime that spawned them.
 
+pub mod bench;
+pub mod chart;
 pub mod namespace;
 pub mod platform;
 pub mod services;

@@ -9,10 +9,10 @@
 use std::path::{Path, PathBuf};
 
 use kpages_crds::Site;
+use kpages_testsupport::MinIo;
 use kube::Api;
 
 use crate::Cluster;
-use crate::services::{MINIO_PASSWORD, MINIO_USER};
 
 /// The repository's root (the parent of `e2e/`).
 pub fn repo() -> PathBuf {
@@ -117,8 +117,8 @@ impl Cli {
             .args(["--namespace", &self.namespace])
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KPAGES_STORE_URL", &self.store)
-            .env("AWS_ACCESS_KEY_ID", MINIO_USER)
-            .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
+            .env("AWS_ACCESS_KEY_ID", MinIo::USER)
+            .env("AWS_SECRET_ACCESS_KEY", MinIo::PASSWORD)
             .env("NO_COLOR", "1")
             .kill_on_drop(true)
             .output()

@@ -3,14 +3,11 @@
 //! schema alike), and accepts every object in `valid/`. The CRDs installed are the ones the
 //! `kpages-crds` types generate, so this checks the types as they are now.
 
-#[path = "../../crds/tests/common/fixtures.rs"]
-#[allow(dead_code)]
-mod fixtures;
-
 use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kpages_e2e::TestNamespace;
+use kpages_testsupport::crd_fixtures as fixtures;
 use kube::api::{ApiResource, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::conditions::is_crd_established;
 use kube::runtime::wait::await_condition;

@@ -12,12 +12,14 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSyntax};
+use kpages_crds::manifest::Function;
 use kpages_crds::{Deploy, DeployPhase, FunctionRoute, Manifest, Site};
-use kpages_e2e::services::{BUCKET, Bridge, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP};
+use kpages_e2e::services::{Bridge, NODE_IP};
 use kpages_e2e::{TestNamespace, wait};
 use kpages_operator::cli::RunArgs;
 use kpages_store::BlobStore;
+use kpages_testsupport::MinIo;
+use kpages_testsupport::fixtures::{function, route, scheduled};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -72,32 +74,6 @@ fn run_args(ns: &TestNamespace, store: &str, identity: &str) -> RunArgs {
         lease_name: "kpages-operator".into(),
         identity: Some(identity.into()),
         lease_duration_seconds: 6,
-    }
-}
-
-fn function(name: &str, invocation: InvocationKind, route: Option<&str>) -> Function {
-    Function {
-        name: name.into(),
-        bundle: kpages_crds::Digest::of(name.as_bytes()),
-        dialect: Dialect::Netlify,
-        invocation,
-        schedule: (invocation == InvocationKind::Scheduled).then(|| "@hourly".into()),
-        routes: route
-            .map(|r| {
-                vec![Route {
-                    pattern: r.into(),
-                    syntax: RouteSyntax::Urlpattern,
-                }]
-            })
-            .unwrap_or_default(),
-        excluded_routes: vec![],
-        methods: vec![],
-        prefer_static: false,
-        catch_all: None,
-        limits: Default::default(),
-        included_files: vec![],
-        rate_limit: None,
-        source: None,
     }
 }
 
@@ -205,8 +181,11 @@ async fn a_deploy_owns_its_objects_and_deleting_it_removes_them() {
         let digest = store_manifest(
             &store,
             vec![
-                function("hello", InvocationKind::Sync, Some("/api/hello")),
-                function("nightly", InvocationKind::Scheduled, None),
+                Function {
+                    routes: vec![route("/api/hello")],
+                    ..function("hello")
+                },
+                scheduled("nightly", "@hourly"),
             ],
             "owned",
         )
@@ -370,18 +349,18 @@ async fn a_deploy_from_s3_runs_its_functions_in_ready_pods_that_answer_on_their_
             .await
             .unwrap()
             .expect("the kpages image with the current kpages-operator");
-        let minio = MinIo::start().await;
-        let bridge = Bridge::start(&ns.cluster, minio.port).await;
+        let minio = MinIo::start_async("kpages").await;
+        let bridge = Bridge::start(&ns.cluster, minio.port()).await;
         let prefix = format!("e2e/{}", ns.name());
-        let store = minio
-            .store_config(&format!("http://127.0.0.1:{}", minio.port), &prefix)
-            .open()
-            .unwrap();
+        let store = minio.config(&prefix).open().unwrap();
 
         // Real ESM bundles in the Netlify v2 dialect; the answer names the deploy the pod serves.
         let mut manifest = Manifest::new();
-        let hello = function("hello", InvocationKind::Sync, Some("/api/hello"));
-        let nightly = function("nightly", InvocationKind::Scheduled, None);
+        let hello = Function {
+                    routes: vec![route("/api/hello")],
+                    ..function("hello")
+                };
+        let nightly = scheduled("nightly", "@hourly");
         for (mut f, code) in [
             (
                 hello,
@@ -401,7 +380,7 @@ async fn a_deploy_from_s3_runs_its_functions_in_ready_pods_that_answer_on_their_
         // Credentials for the init container, in the site's namespace.
         let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(json!({
             "metadata": {"name": "kpages-store"},
-            "stringData": {"AWS_ACCESS_KEY_ID": MINIO_USER, "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}
+            "stringData": {"AWS_ACCESS_KEY_ID": MinIo::USER, "AWS_SECRET_ACCESS_KEY": MinIo::PASSWORD}
         }))
         .unwrap();
         ns.api::<k8s_openapi::api::core::v1::Secret>()
@@ -409,10 +388,7 @@ async fn a_deploy_from_s3_runs_its_functions_in_ready_pods_that_answer_on_their_
             .await
             .unwrap();
 
-        let pod_store_url = format!(
-            "s3://{BUCKET}/{prefix}?endpoint=http://{NODE_IP}:{}",
-            bridge.port
-        );
+        let pod_store_url = minio.url_at(&format!("http://{NODE_IP}:{}", bridge.port), &prefix);
         let op = start_operator_with_store(&ns, store.clone(), &pod_store_url, "a");
         create_site(&ns, json!({})).await;
         create_deploy(&ns, "v1", &digest).await;

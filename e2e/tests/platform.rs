@@ -19,8 +19,9 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kpages_crds::{Deploy, DeployPhase, Site};
 use kpages_e2e::platform::{Cli, helm_install, repo};
-use kpages_e2e::services::{Bridge, Forward, MINIO_PASSWORD, MINIO_USER, MinIo, NODE_IP, Nats};
+use kpages_e2e::services::{Bridge, Forward, NODE_IP};
 use kpages_e2e::{TestNamespace, wait};
+use kpages_testsupport::{MinIo, Nats, eventually_async};
 use kube::api::{ListParams, LogParams, PostParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
@@ -89,20 +90,20 @@ impl Router {
         limit: Duration,
         ok: impl Fn(&Reply) -> bool,
     ) -> Reply {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            let r = self.get(host, path).await;
-            if ok(&r) {
-                return r;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "GET {host}{path}: still {} after {limit:?}: {}",
-                r.status,
-                r.body
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        let ok = &ok;
+        eventually_async(
+            limit,
+            format!("GET {host}{path} to answer as expected"),
+            || async move {
+                let r = self.get(host, path).await;
+                if ok(&r) {
+                    Ok(r)
+                } else {
+                    Err(format!("{} {}", r.status, r.body))
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -160,18 +161,19 @@ async fn function_logs(ns: &TestNamespace, deploy: &str) -> String {
 }
 
 async fn logs_until(ns: &TestNamespace, deploy: &str, needle: &str) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
-    loop {
-        let logs = function_logs(ns, deploy).await;
-        if logs.contains(needle) {
-            return logs;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{needle:?} not in the logs of {deploy}'s function pods:\n{logs}"
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    eventually_async(
+        Duration::from_secs(90),
+        format!("{needle:?} in the logs of {deploy}'s function pods"),
+        || async move {
+            let logs = function_logs(ns, deploy).await;
+            if logs.contains(needle) {
+                Ok(logs)
+            } else {
+                Err(format!("the logs are:\n{logs}"))
+            }
+        },
+    )
+    .await
 }
 
 fn apply_yaml(value: &serde_json::Value) -> String {
@@ -206,21 +208,21 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         let work = tempfile::tempdir().unwrap();
 
         // Object storage on the host, reachable from pods at the node IP.
-        let minio = MinIo::start().await;
-        let bridge = Bridge::start(&cluster, minio.port).await;
+        let minio = MinIo::start_async("kpages").await;
+        let bridge = Bridge::start(&cluster, minio.port()).await;
         let prefix = ns.name().to_string();
-        let pod_store = MinIo::url(&format!("http://{NODE_IP}:{}", bridge.port), &prefix);
-        let host_store = MinIo::url(&format!("http://127.0.0.1:{}", minio.port), &prefix);
+        let pod_store = minio.url_at(&format!("http://{NODE_IP}:{}", bridge.port), &prefix);
+        let host_store = minio.url(&prefix);
         // NATS JetStream on the host for background functions, bridged the same way.
-        let nats = Nats::start().await;
-        let nats_bridge = Bridge::start(&cluster, nats.port).await;
+        let nats = Nats::start_async().await;
+        let nats_bridge = Bridge::start(&cluster, nats.port()).await;
         let secrets: Api<k8s_openapi::api::core::v1::Secret> = ns.api();
         secrets
             .create(
                 &PostParams::default(),
                 &serde_json::from_value(json!({
                     "metadata": {"name": "kpages-store"},
-                    "stringData": {"AWS_ACCESS_KEY_ID": MINIO_USER, "AWS_SECRET_ACCESS_KEY": MINIO_PASSWORD}
+                    "stringData": {"AWS_ACCESS_KEY_ID": MinIo::USER, "AWS_SECRET_ACCESS_KEY": MinIo::PASSWORD}
                 }))
                 .unwrap(),
             )
@@ -509,14 +511,14 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
         .unwrap();
         // Scaled to zero: no function pod left at all.
         let pods: Api<Pod> = ns.api();
-        let deadline = tokio::time::Instant::now() + DEADLINE;
         let by_deploy = ListParams::default().labels(&format!(
             "kpages.dev/deploy={net1},app.kubernetes.io/component=functions"
         ));
-        while !pods.list(&by_deploy).await.unwrap().items.is_empty() {
-            assert!(tokio::time::Instant::now() < deadline, "the idle deploy's pods remain");
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        eventually_async(DEADLINE, "the idle deploy's pods to be gone", || {
+            let (pods, by_deploy) = (&pods, &by_deploy);
+            async move { pods.list(by_deploy).await.unwrap().items.is_empty() }
+        })
+        .await;
         let d = deploys.get(&net1).await.unwrap();
         assert_eq!(d.status.as_ref().unwrap().phase, DeployPhase::Ready, "idle, still live");
         let cold = router.get(&net, "/api/hello?name=cold").await;
@@ -531,33 +533,28 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             .await
             .unwrap();
         assert!(out.status.success());
-        let gone = |labels: String| {
-            let deployments = deployments.clone();
-            let cronjobs = cronjobs.clone();
-            let deploys = deploys.clone();
+        let by_site = ListParams::default().labels("kpages.dev/site=net");
+        eventually_async(DEADLINE, "the deleted site's objects to be gone", || {
+            let (deployments, cronjobs, deploys, by_site) = (&deployments, &cronjobs, &deploys, &by_site);
             async move {
-                let deadline = tokio::time::Instant::now() + DEADLINE;
-                loop {
-                    let lp = ListParams::default().labels(&labels);
-                    let left = deployments.list(&lp).await.unwrap().items.len()
-                        + cronjobs.list(&lp).await.unwrap().items.len()
-                        + deploys
-                            .list(&ListParams::default())
-                            .await
-                            .unwrap()
-                            .items
-                            .iter()
-                            .filter(|d| d.spec.site == "net")
-                            .count();
-                    if left == 0 {
-                        return;
-                    }
-                    assert!(tokio::time::Instant::now() < deadline, "{left} objects of the deleted site remain");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                let left = deployments.list(by_site).await.unwrap().items.len()
+                    + cronjobs.list(by_site).await.unwrap().items.len()
+                    + deploys
+                        .list(&ListParams::default())
+                        .await
+                        .unwrap()
+                        .items
+                        .iter()
+                        .filter(|d| d.spec.site == "net")
+                        .count();
+                if left == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{left} remain"))
                 }
             }
-        };
-        gone("kpages.dev/site=net".into()).await;
+        })
+        .await;
         router.get_until(&net, "/", DEADLINE, |r| r.status == 404).await;
 
         let out = cluster.helm(&["uninstall", &release, "--namespace", &n]).await.unwrap();

@@ -13,13 +13,13 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use common::fake_host::FakeHost;
-use common::nats::{NatsServer, free_port};
 use common::*;
 use kpages_crds::Digest;
 use kpages_crds::manifest::InvocationKind;
 use kpages_router::jobs::jetstream::JetStreamConfig;
 use kpages_router::jobs::jetstream::envelope::Envelope;
 use kpages_store::BlobStore;
+use kpages_testsupport::{Nats as NatsServer, free_port};
 
 const LONG: Duration = Duration::from_secs(60);
 

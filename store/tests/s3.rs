@@ -2,12 +2,13 @@
 
 mod common;
 
-use common::{Backend, minio::MinIo};
+use common::Backend;
 use kpages_store::StoreConfig;
+use kpages_testsupport::MinIo;
 
 #[tokio::test]
 async fn s3_backend_conforms_against_minio() {
-    let minio = MinIo::start("kpages-blobs");
+    let minio = MinIo::start_async("kpages-blobs").await;
     let config = minio.config("deploys/prod");
     let store = config.open().unwrap();
     // The raw handle sees the whole bucket; blob paths include the store's prefix.
@@ -30,7 +31,7 @@ async fn s3_backend_conforms_against_minio() {
 
 #[tokio::test]
 async fn wrong_credentials_are_a_backend_error_not_a_missing_blob() {
-    let minio = MinIo::start("kpages-auth");
+    let minio = MinIo::start_async("kpages-auth").await;
     let mut config = minio.config("");
     if let StoreConfig::S3(s3) = &mut config {
         s3.credentials.as_mut().unwrap().secret_access_key = "wrong-secret".into();
@@ -46,7 +47,7 @@ async fn wrong_credentials_are_a_backend_error_not_a_missing_blob() {
 
 #[tokio::test]
 async fn a_missing_bucket_is_reported() {
-    let minio = MinIo::start("kpages-present");
+    let minio = MinIo::start_async("kpages-present").await;
     let mut config = minio.config("");
     if let StoreConfig::S3(s3) = &mut config {
         s3.bucket = "no-such-bucket".into();

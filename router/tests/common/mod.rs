@@ -5,7 +5,6 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod fake_host;
-pub mod nats;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -20,12 +19,14 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use kpages_crds::Manifest;
-use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSyntax, StaticFile};
+use kpages_crds::manifest::{Function, InvocationKind, StaticFile};
 use kpages_router::http::pipeline::{App, Config};
 use kpages_router::observe::geo::GeoLookup;
 use kpages_router::table::{Deploy, RouteTable, Routes, Site};
 use kpages_routing::resolve::CompiledDeploy;
 use kpages_store::BlobStore;
+use kpages_testsupport::eventually_async;
+use kpages_testsupport::fixtures::{function, route};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
@@ -104,19 +105,20 @@ impl NodeHost {
 
 /// Polls the host's readiness endpoint until it reports ready.
 async fn wait_ready(addr: SocketAddr) {
-    let c = client();
-    for _ in 0..400 {
-        let req = Request::get(format!("http://{addr}/.kpages/ready"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
-        if let Ok(r) = c.request(req).await
-            && r.status() == StatusCode::OK
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("host never became ready");
+    let c = &client();
+    eventually_async(
+        Duration::from_secs(10),
+        "the host to become ready",
+        || async move {
+            let req = Request::get(format!("http://{addr}/.kpages/ready"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            c.request(req)
+                .await
+                .is_ok_and(|r| r.status() == StatusCode::OK)
+        },
+    )
+    .await;
 }
 
 pub type TestClient = Client<HttpConnector, Full<Bytes>>;
@@ -162,26 +164,10 @@ impl SiteBuilder {
 
     pub fn function(mut self, name: &str, routes: &[&str], invocation: InvocationKind) -> Self {
         self.manifest.functions.push(Function {
-            name: name.into(),
-            bundle: kpages_crds::Digest::of(name.as_bytes()),
-            dialect: Dialect::Netlify,
             invocation,
             schedule: (invocation == InvocationKind::Scheduled).then(|| "@daily".to_string()),
-            routes: routes
-                .iter()
-                .map(|p| Route {
-                    pattern: p.to_string(),
-                    syntax: RouteSyntax::Urlpattern,
-                })
-                .collect(),
-            excluded_routes: vec![],
-            methods: vec![],
-            prefer_static: false,
-            catch_all: None,
-            limits: Default::default(),
-            included_files: vec![],
-            rate_limit: None,
-            source: None,
+            routes: routes.iter().map(|p| route(p)).collect(),
+            ..function(name)
         });
         self.manifest.functions.sort_by(|a, b| a.name.cmp(&b.name));
         self

@@ -4,10 +4,6 @@
 // Test support: a failed setup step should panic with its cause.
 #![allow(clippy::unwrap_used)]
 
-// Only s3.rs starts MinIO; the other test binaries compile this module unused.
-#[allow(dead_code)]
-pub mod minio;
-
 use std::sync::Arc;
 
 use bytes::Bytes;

@@ -2,7 +2,8 @@
 
 use super::*;
 use crate::fake_api::{self, State};
-use kpages_crds::{DeployStatus, SiteStatus};
+use kpages_crds::DeployStatus;
+use kpages_testsupport::fixtures::{SiteFixture, at};
 
 fn digest() -> Digest {
     Digest::of(b"a manifest")
@@ -99,13 +100,6 @@ fn the_emitted_yaml_is_a_complete_deploy() {
     assert!(!deploy_yaml(&d).contains("namespace"));
 }
 
-fn site(name: &str) -> Site {
-    let mut s = Site::new(name, Default::default());
-    s.metadata.namespace = Some("default".into());
-    s.metadata.generation = Some(1);
-    s
-}
-
 fn ready(d: &mut Deploy) {
     d.status = Some(DeployStatus {
         phase: DeployPhase::Ready,
@@ -137,7 +131,7 @@ fn preview(name: &str) -> Deploy {
 #[tokio::test]
 async fn a_preview_deploy_is_applied_by_the_cli_and_waited_for() {
     let mut state = State::default();
-    state.sites.insert("web".into(), site("web"));
+    state.sites.insert("web".into(), Site::test("web"));
     state.on_create = Some(Box::new(|d: &mut Deploy| {
         d.status = Some(DeployStatus {
             phase: DeployPhase::Provisioning,
@@ -174,7 +168,7 @@ async fn a_preview_deploy_is_applied_by_the_cli_and_waited_for() {
 #[tokio::test]
 async fn deploying_the_same_content_again_changes_nothing() {
     let mut state = State::default();
-    state.sites.insert("web".into(), site("web"));
+    state.sites.insert("web".into(), Site::test("web"));
     let mut existing = preview("web-1");
     ready(&mut existing);
     state.deploys.insert("web-1".into(), existing);
@@ -203,12 +197,8 @@ async fn deploying_the_same_content_again_changes_nothing() {
 #[tokio::test]
 async fn a_production_deploy_is_live_when_the_site_serves_it() {
     let mut state = State::default();
-    let mut s = site("web");
-    s.status = Some(SiteStatus {
-        active_deploy: Some("web-1".into()),
-        url: Some("http://web.example".into()),
-        ..SiteStatus::default()
-    });
+    let mut s = Site::test("web").serving("web-1");
+    s.status.as_mut().unwrap().url = Some("http://web.example".into());
     state.sites.insert("web".into(), s);
     state.on_create = Some(Box::new(ready));
     let (client, _) = fake_api::start(state);
@@ -237,7 +227,7 @@ async fn a_production_deploy_is_live_when_the_site_serves_it() {
 #[tokio::test]
 async fn a_failed_deploy_reports_its_reason_and_exits_4() {
     let mut state = State::default();
-    state.sites.insert("web".into(), site("web"));
+    state.sites.insert("web".into(), Site::test("web"));
     state.on_create = Some(Box::new(|d: &mut Deploy| {
         d.status = Some(DeployStatus {
             phase: DeployPhase::Failed,
@@ -271,7 +261,7 @@ async fn a_failed_deploy_reports_its_reason_and_exits_4() {
 #[tokio::test]
 async fn a_timeout_prints_the_conditions_and_exits_3() {
     let mut state = State::default();
-    state.sites.insert("web".into(), site("web"));
+    state.sites.insert("web".into(), Site::test("web"));
     state.on_create = Some(Box::new(|d: &mut Deploy| {
         d.status = Some(DeployStatus {
             phase: DeployPhase::Provisioning,
@@ -318,17 +308,9 @@ async fn a_missing_site_says_how_to_create_it() {
 #[tokio::test]
 async fn redeploying_content_older_than_the_active_deploy_points_to_rollback() {
     let mut state = State::default();
-    let mut s = site("web");
-    s.status = Some(SiteStatus {
-        active_deploy: Some("web-new".into()),
-        ..SiteStatus::default()
-    });
-    state.sites.insert("web".into(), s);
-    let at = |secs: i64| {
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap(),
-        ))
-    };
+    state
+        .sites
+        .insert("web".into(), Site::test("web").serving("web-new"));
     let mut old = desired_deploy(
         "web-old",
         None,
@@ -337,7 +319,7 @@ async fn redeploying_content_older_than_the_active_deploy_points_to_rollback() {
         DeployContext::Production,
         None,
     );
-    old.metadata.creation_timestamp = at(1);
+    old.metadata.creation_timestamp = Some(at(1));
     let mut new = desired_deploy(
         "web-new",
         None,
@@ -346,7 +328,7 @@ async fn redeploying_content_older_than_the_active_deploy_points_to_rollback() {
         DeployContext::Production,
         None,
     );
-    new.metadata.creation_timestamp = at(2);
+    new.metadata.creation_timestamp = Some(at(2));
     state.deploys.insert("web-old".into(), old.clone());
     state.deploys.insert("web-new".into(), new);
     let (client, _) = fake_api::start(state);
@@ -357,24 +339,15 @@ async fn redeploying_content_older_than_the_active_deploy_points_to_rollback() {
 
 #[tokio::test]
 async fn earlier_manifests_come_from_the_active_deploy_then_the_newest_others() {
-    let at = |secs: i64| {
-        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000 + secs).unwrap(),
-        ))
-    };
     let m = |i: u8| Digest::of(&[i]);
     let mut state = State::default();
-    let mut s = site("web");
-    s.status = Some(SiteStatus {
-        active_deploy: Some("web-1".into()),
-        active_manifest: Some(m(1).to_string()),
-        ..SiteStatus::default()
-    });
+    let mut s = Site::test("web").serving("web-1");
+    s.status.as_mut().unwrap().active_manifest = Some(m(1).to_string());
     state.sites.insert("web".into(), s.clone());
     for i in 1..=5u8 {
         let name = format!("web-{i}");
         let mut d = desired_deploy(&name, None, "web", m(i), DeployContext::Preview, None);
-        d.metadata.creation_timestamp = at(i64::from(i));
+        d.metadata.creation_timestamp = Some(at(i64::from(i)));
         state.deploys.insert(name, d);
     }
     // Another site's deploy lends nothing.
@@ -394,7 +367,7 @@ async fn earlier_manifests_come_from_the_active_deploy_then_the_newest_others() 
 
     // No deploys and no status: nothing known, every blob is checked.
     let (client, _) = fake_api::start(State::default());
-    let bare = previous_manifests(&Cluster::new(client, None), &site("web")).await;
+    let bare = previous_manifests(&Cluster::new(client, None), &Site::test("web")).await;
     assert!(bare.is_empty());
 }
 

@@ -26,8 +26,12 @@
 //! `BENCH_OPERATOR_DEADLINE` seconds (600) ends the program with a panic and what was still
 //! missing: no figure is printed for it.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+mod measure;
+mod operator;
+mod progress;
+
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,26 +40,21 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kpages_crds::{Deploy, DeployPhase, FunctionRoute, Site};
+use kpages_e2e::bench::env_number;
 use kpages_e2e::platform::release_binary;
-use kpages_e2e::services::{MINIO_PASSWORD, MINIO_USER, MinIo, free_port};
 use kpages_e2e::{Cluster, TestNamespace};
+use kpages_testsupport::MinIo;
 use kube::api::{ListParams, PostParams};
-use kube::runtime::watcher;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
+
+use measure::{apiserver_requests, clock_ticks, count, testbed_ticks};
+use operator::Operator;
+use progress::{Shared, lock, track};
 
 const STORE_PREFIX: &str = "bench-operator";
 /// Functions' CPU request in the function round: more than any node has, so pods stay Pending.
 const UNSCHEDULABLE_CPU: &str = "1000";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// A round's settings.
 #[derive(Clone)]
@@ -131,7 +130,7 @@ async fn manifests(kpages: &Path, work: &Path, minio: &MinIo) -> Manifests {
     let static_site = build(kpages, &static_dir, &out);
     let function_site = build(kpages, &fn_dir, &out);
     let store = minio
-        .store_config(&format!("http://127.0.0.1:{}", minio.port), STORE_PREFIX)
+        .config(STORE_PREFIX)
         .open()
         .expect("opening the MinIO store");
     let blobs = out.join("blobs/sha256");
@@ -146,293 +145,6 @@ async fn manifests(kpages: &Path, work: &Path, minio: &MinIo) -> Manifests {
         static_site,
         function_site,
     }
-}
-
-/// The operator as a host process; killed when dropped.
-struct Operator {
-    child: tokio::process::Child,
-    pid: u32,
-    metrics_port: u16,
-    log: PathBuf,
-}
-
-impl Operator {
-    async fn start(bin: &Path, cluster: &Cluster, ns: &str, store: &str, log: PathBuf) -> Self {
-        let metrics_port = free_port();
-        let file = std::fs::File::create(&log).expect("operator log");
-        let child = tokio::process::Command::new(bin)
-            .args(["run", "--store-url", store, "--namespace", ns])
-            .args(["--lease-namespace", ns, "--identity", "bench-operator"])
-            .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--kpages-image", kpages_e2e::KPAGES_IMAGE_NAME])
-            .args(["--node-image", "localhost/kpages/node:20"])
-            .args(["--url-scheme", "http"])
-            .env("KUBECONFIG", cluster.kubeconfig())
-            .env("AWS_ACCESS_KEY_ID", MINIO_USER)
-            .env("AWS_SECRET_ACCESS_KEY", MINIO_PASSWORD)
-            .env_remove("RUST_LOG")
-            .stdin(std::process::Stdio::null())
-            .stdout(file.try_clone().expect("operator log"))
-            .stderr(file)
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
-        let pid = child.id().expect("the operator's pid");
-        let mut op = Self {
-            child,
-            pid,
-            metrics_port,
-            log,
-        };
-        // Leading (it holds the Lease) means its controllers are starting.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = op.child.try_wait() {
-                panic!("kpages-operator exited with {status}:\n{}", op.log_tail());
-            }
-            if op.metric_text().await.contains("kpages_operator_leader 1") {
-                return op;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kpages-operator does not lead after 60 s:\n{}",
-                op.log_tail()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    fn log_tail(&self) -> String {
-        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    /// `GET /metrics` on its metrics port (empty when it does not answer).
-    async fn metric_text(&self) -> String {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await
-        else {
-            return String::new();
-        };
-        let req = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
-        if s.write_all(req.as_bytes()).await.is_err() {
-            return String::new();
-        }
-        let mut buf = String::new();
-        let _ = s.read_to_string(&mut buf).await;
-        buf
-    }
-
-    /// Reconciles, errors and reconcile time per controller, from its /metrics.
-    async fn reconcile_metrics(&self) -> serde_json::Value {
-        let text = self.metric_text().await;
-        let mut out = serde_json::Map::new();
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let Some((name, value)) = line.rsplit_once(' ') else {
-                continue;
-            };
-            let Ok(value) = value.parse::<f64>() else {
-                continue;
-            };
-            let key = if let Some(rest) = name.strip_prefix("kpages_operator_reconciles_total") {
-                format!("reconciles {}", labels(rest))
-            } else if let Some(rest) = name.strip_prefix("kpages_operator_reconcile_errors_total") {
-                format!("errors {}", labels(rest))
-            } else if let Some(rest) =
-                name.strip_prefix("kpages_operator_reconcile_duration_seconds_sum")
-            {
-                format!("reconcile_seconds {}", labels(rest))
-            } else {
-                continue;
-            };
-            out.insert(key, json!(value));
-        }
-        serde_json::Value::Object(out)
-    }
-
-    /// (VmHWM, VmRSS) in KiB.
-    fn memory(&self) -> (u64, u64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid))
-            .unwrap_or_else(|e| panic!("reading the operator's /proc status: {e}"));
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse().ok())
-                .unwrap_or_else(|| panic!("no {name} in /proc/{}/status", self.pid))
-        };
-        (field("VmHWM:"), field("VmRSS:"))
-    }
-
-    /// User + system CPU seconds so far.
-    fn cpu_seconds(&self, ticks_per_second: f64) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid))
-            .unwrap_or_else(|e| panic!("reading the operator's /proc stat: {e}"));
-        // Fields 14 and 15 (utime, stime) follow the ")" that closes the command name.
-        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-        let fields: Vec<&str> = rest.split_whitespace().collect();
-        let ticks: f64 = [11, 12]
-            .iter()
-            .map(|&i| {
-                fields
-                    .get(i)
-                    .and_then(|f| f.parse::<f64>().ok())
-                    .unwrap_or(0.0)
-            })
-            .sum();
-        ticks / ticks_per_second
-    }
-}
-
-/// `{controller="site",stage="apply"}` → `site/apply`.
-fn labels(raw: &str) -> String {
-    raw.trim_matches(|c| c == '{' || c == '}')
-        .split(',')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(_, v)| v.trim_matches('"'))
-        .collect::<Vec<_>>()
-        .join("/")
-}
-
-/// User + system CPU clock ticks of `pid`, its reaped children and its live children (the
-/// forwarders fork one socat per connection).
-fn tree_ticks(pid: u32) -> u64 {
-    let stat = |pid: &str| std::fs::read_to_string(format!("/proc/{pid}/stat")).ok();
-    let fields = |stat: &str| -> Vec<u64> {
-        let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or_default();
-        rest.split_whitespace()
-            .map(|f| f.parse().unwrap_or(0))
-            .collect()
-    };
-    let Some(own) = stat(&pid.to_string()) else {
-        return 0;
-    };
-    // utime, stime, cutime, cstime.
-    let mut total: u64 = fields(&own).iter().skip(11).take(4).sum();
-    let children =
-        std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-    for child in children.split_whitespace() {
-        if let Some(st) = stat(child) {
-            total += fields(&st).iter().skip(11).take(2).sum::<u64>();
-        }
-    }
-    total
-}
-
-/// The testbed's control-plane processes whose CPU a round costs (besides the operator's).
-const TESTBED: [&str; 5] = [
-    "kube-apiserver",
-    "etcd",
-    "kube-controller-manager",
-    "api-forward-host",
-    "api-forward-netns",
-];
-
-fn testbed_ticks() -> BTreeMap<&'static str, u64> {
-    let run = std::env::var("KPAGES_E2E_RUN").unwrap_or_else(|_| "/run/kpages-e2e".into());
-    TESTBED
-        .iter()
-        .filter_map(|name| {
-            let pid = std::fs::read_to_string(format!("{run}/{name}.pid")).ok()?;
-            Some((*name, tree_ticks(pid.trim().parse().ok()?)))
-        })
-        .collect()
-}
-
-fn clock_ticks() -> f64 {
-    std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
-        .unwrap_or(100.0)
-}
-
-/// What the watches know: each Deploy's phase, each Site's active deploy and readiness.
-#[derive(Default)]
-struct Progress {
-    deploy_phase: HashMap<String, DeployPhase>,
-    site_active: HashMap<String, (Option<String>, bool)>,
-    all_deploys_ready: Option<Instant>,
-    all_sites_active: Option<Instant>,
-}
-
-impl Progress {
-    fn deploys_ready(&self, want: &BTreeMap<String, String>) -> usize {
-        want.values()
-            .filter(|d| self.deploy_phase.get(*d) == Some(&DeployPhase::Ready))
-            .count()
-    }
-
-    fn sites_active(&self, want: &BTreeMap<String, String>) -> usize {
-        want.iter()
-            .filter(|(site, deploy)| {
-                self.site_active
-                    .get(*site)
-                    .is_some_and(|(active, ready)| *ready && active.as_deref() == Some(deploy))
-            })
-            .count()
-    }
-
-    fn update(&mut self, want: &BTreeMap<String, String>) {
-        let now = Instant::now();
-        if self.all_deploys_ready.is_none() && self.deploys_ready(want) == want.len() {
-            self.all_deploys_ready = Some(now);
-        }
-        if self.all_sites_active.is_none() && self.sites_active(want) == want.len() {
-            self.all_sites_active = Some(now);
-        }
-    }
-}
-
-type Shared = Arc<Mutex<Progress>>;
-
-fn lock(p: &Shared) -> std::sync::MutexGuard<'_, Progress> {
-    p.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Watches Deploys and Sites of the namespace into `progress`.
-fn track(
-    ns: &TestNamespace,
-    want: Arc<BTreeMap<String, String>>,
-    progress: Shared,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let deploys = watcher(ns.api::<Deploy>(), watcher::Config::default());
-    let (p, w) = (progress.clone(), want.clone());
-    let deploy_task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(deploys);
-        while let Some(event) = stream.next().await {
-            let Ok(watcher::Event::Apply(d) | watcher::Event::InitApply(d)) = event else {
-                continue;
-            };
-            let phase = d.status.as_ref().map(|s| s.phase).unwrap_or_default();
-            let mut p = lock(&p);
-            p.deploy_phase.insert(d.name_any(), phase);
-            p.update(&w);
-        }
-    });
-    let sites = watcher(ns.api::<Site>(), watcher::Config::default());
-    let (p, w) = (progress, want);
-    let site_task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(sites);
-        while let Some(event) = stream.next().await {
-            let Ok(watcher::Event::Apply(s) | watcher::Event::InitApply(s)) = event else {
-                continue;
-            };
-            let status = s.status.clone().unwrap_or_default();
-            let ready = status
-                .conditions
-                .iter()
-                .any(|c| c.type_ == "Ready" && c.status == "True");
-            let mut p = lock(&p);
-            p.site_active
-                .insert(s.name_any(), (status.active_deploy, ready));
-            p.update(&w);
-        }
-    });
-    vec![deploy_task, site_task]
 }
 
 fn site_name(i: u64) -> String {
@@ -477,92 +189,6 @@ async fn create_pair(ns: &TestNamespace, i: u64, round: &Round, m: &Manifests) {
         .create(&PostParams::default(), &d)
         .await
         .unwrap_or_else(|e| panic!("creating Deploy {name}: {e}"));
-}
-
-/// How many objects of kind K the namespace holds.
-async fn count<K>(ns: &TestNamespace) -> usize
-where
-    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
-    let api: Api<K> = ns.api();
-    let mut n = 0;
-    let mut params = ListParams::default().limit(500);
-    loop {
-        let page = api
-            .list_metadata(&params)
-            .await
-            .unwrap_or_else(|e| panic!("listing {}: {e}", K::kind(&())));
-        n += page.items.len();
-        match page.metadata.continue_ {
-            Some(c) if !c.is_empty() => params = params.continue_token(&c),
-            _ => return n,
-        }
-    }
-}
-
-/// The apiserver's request counts and response bytes, by resource and verb (its /metrics).
-async fn apiserver_requests(cluster: &Cluster) -> BTreeMap<String, (f64, f64)> {
-    let out = cluster
-        .kubectl(&["get", "--raw", "/metrics"])
-        .await
-        .unwrap_or_else(|e| panic!("kubectl get --raw /metrics: {e}"));
-    let text = String::from_utf8_lossy(&out.stdout);
-    let mut by: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-    for line in text.lines() {
-        let (metric, is_count) = if let Some(r) = line.strip_prefix("apiserver_request_total{") {
-            (r, true)
-        } else if let Some(r) = line.strip_prefix("apiserver_response_sizes_sum{") {
-            (r, false)
-        } else {
-            continue;
-        };
-        let Some((labels, value)) = metric.rsplit_once("} ") else {
-            continue;
-        };
-        let Ok(value) = value.trim().parse::<f64>() else {
-            continue;
-        };
-        let label = |k: &str| {
-            labels
-                .split(',')
-                .find_map(|kv| kv.strip_prefix(&format!("{k}=\"")))
-                .map(|v| v.trim_end_matches('"').to_string())
-                .unwrap_or_default()
-        };
-        let (resource, verb) = (label("resource"), label("verb"));
-        if ![
-            "sites",
-            "deploys",
-            "functionroutes",
-            "deployments",
-            "services",
-            "networkpolicies",
-            "cronjobs",
-            "events",
-            "pods",
-            "leases",
-        ]
-        .contains(&resource.as_str())
-        {
-            continue;
-        }
-        let sub = label("subresource");
-        let key = if sub.is_empty() {
-            format!("{verb} {resource}")
-        } else {
-            format!("{verb} {resource}/{sub}")
-        };
-        let e = by.entry(key).or_default();
-        if is_count {
-            e.0 += value;
-        } else {
-            e.1 += value;
-        }
-    }
-    by
 }
 
 async fn run_round(
@@ -861,12 +487,6 @@ async fn run_round(
     wait_gone(&ns).await;
 }
 
-impl Operator {
-    fn child_exited(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
-        self.child.try_wait()
-    }
-}
-
 /// Waits (at most 5 min) until the namespace is deleted, so the next round starts on a quiet
 /// apiserver; says so and goes on if it is not.
 async fn wait_gone(ns: &TestNamespace) {
@@ -893,17 +513,17 @@ async fn wait_gone(ns: &TestNamespace) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let sites = env_u64("BENCH_SITES", 1000).max(1);
-    let concurrency = env_u64("BENCH_APPLY_CONCURRENCY", 32).max(1) as usize;
-    let deadline = Duration::from_secs(env_u64("BENCH_OPERATOR_DEADLINE", 600));
-    let function_percent = env_u64("BENCH_FUNCTION_PERCENT", 10).min(100);
+    let sites = env_number("BENCH_SITES", 1000).max(1);
+    let concurrency = env_number("BENCH_APPLY_CONCURRENCY", 32).max(1) as usize;
+    let deadline = Duration::from_secs(env_number("BENCH_OPERATOR_DEADLINE", 600));
+    let function_percent = env_number("BENCH_FUNCTION_PERCENT", 10).min(100);
     let cluster = Cluster::get().unwrap_or_else(|e| panic!("the testbed: {e}"));
     let operator_bin = release_binary("kpages-operator");
     let kpages_bin = release_binary("kpages");
     let work = tempfile::tempdir().expect("temp dir");
-    let minio = MinIo::start().await;
+    let minio = MinIo::start_async("kpages").await;
     let m = manifests(&kpages_bin, work.path(), &minio).await;
-    let store_url = MinIo::url(&format!("http://127.0.0.1:{}", minio.port), STORE_PREFIX);
+    let store_url = minio.url(STORE_PREFIX);
     eprintln!(
         "bench row 7: manifests static {} and function {}; operator {}",
         m.static_site,

@@ -1,5 +1,6 @@
-//! Reads the CRD fixtures in `crds/tests/fixtures/` (see its README). Shared by the unit tests
-//! here and by the cluster tests in `e2e/`, so both check the same objects.
+//! The CRD fixtures in `crds/tests/fixtures/` (see its README): objects the API server must
+//! accept and objects it must reject, with the message and the layer that rejects them. Read by
+//! the CEL tests in `crds/` and by the cluster tests in `e2e/`, so both check the same objects.
 
 use std::path::{Path, PathBuf};
 
@@ -27,7 +28,7 @@ pub struct Invalid {
     pub update_of: Option<serde_json::Value>,
 }
 
-/// The fixtures directory.
+/// The fixtures directory, `crds/tests/fixtures/`.
 pub fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tests/fixtures")
 }

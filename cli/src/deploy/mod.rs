@@ -749,5 +749,4 @@ where
 }
 
 #[cfg(test)]
-#[path = "deploy_tests.rs"]
 mod tests;
