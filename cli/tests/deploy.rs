@@ -152,11 +152,11 @@ fn emit_uploads_everything_then_only_what_changed() {
 
     // The emitted file is a complete Deploy that the API server's rules accept.
     let yaml = std::fs::read_to_string(&emit).unwrap();
-    let object: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    let object: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
     Validator::new()
         .validate(&deploy_schema(), &object, None)
         .unwrap_or_else(|e| panic!("{e}\n{yaml}"));
-    let deploy: Deploy = serde_yaml::from_str(&yaml).unwrap();
+    let deploy: Deploy = serde_yaml_ng::from_str(&yaml).unwrap();
     assert_eq!(deploy.spec.site, "web");
     assert_eq!(deploy.spec.context, DeployContext::Production);
     assert_eq!(
@@ -192,7 +192,7 @@ fn emit_uploads_everything_then_only_what_changed() {
     // Only the changed file and the new manifest are asked about: the earlier deploy's
     // manifest (from the emitted file) vouches for the other two blobs.
     assert_eq!(checked(&changed), 2, "{}", stderr(&changed));
-    let next: Deploy = serde_yaml::from_str(&std::fs::read_to_string(&emit).unwrap()).unwrap();
+    let next: Deploy = serde_yaml_ng::from_str(&std::fs::read_to_string(&emit).unwrap()).unwrap();
     assert_ne!(next.spec.manifest, deploy.spec.manifest);
     assert_ne!(next.metadata.name, deploy.metadata.name);
     let manifest = manifest_of(&store, &next.spec.manifest);
@@ -216,7 +216,7 @@ fn emit_uploads_everything_then_only_what_changed() {
         &env,
     );
     assert!(stdout.status.success(), "{}", stderr(&stdout));
-    let preview: Deploy = serde_yaml::from_slice(&stdout.stdout).unwrap();
+    let preview: Deploy = serde_yaml_ng::from_slice(&stdout.stdout).unwrap();
     assert_eq!(preview.spec.context, DeployContext::Preview);
     assert_eq!(preview.metadata.namespace.as_deref(), Some("team"));
     assert!(preview.metadata.name.unwrap().ends_with("-preview"));
@@ -433,7 +433,7 @@ fn source_defaults_to_the_git_commit_and_branch_of_the_site() {
         &[],
     );
     assert!(result.status.success(), "{}", stderr(&result));
-    let deploy: Deploy = serde_yaml::from_slice(&result.stdout).unwrap();
+    let deploy: Deploy = serde_yaml_ng::from_slice(&result.stdout).unwrap();
     let source = deploy.spec.source.unwrap();
     assert_eq!(source.commit, Some(head));
     assert_eq!(source.branch.as_deref(), Some("release"));
@@ -456,7 +456,7 @@ fn source_defaults_to_the_git_commit_and_branch_of_the_site() {
         ],
         &[],
     );
-    let deploy: Deploy = serde_yaml::from_slice(&result.stdout).unwrap();
+    let deploy: Deploy = serde_yaml_ng::from_slice(&result.stdout).unwrap();
     let source = deploy.spec.source.unwrap();
     assert_eq!(
         (source.commit.as_deref(), source.branch.as_deref()),

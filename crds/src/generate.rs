@@ -18,7 +18,7 @@ pub fn crds() -> Vec<(&'static str, CustomResourceDefinition)> {
 /// One CRD as YAML.
 pub fn crd_yaml(crd: &CustomResourceDefinition) -> String {
     // A CRD is plain data; serialising it to YAML cannot fail.
-    serde_yaml::to_string(crd).unwrap_or_default()
+    serde_yaml_ng::to_string(crd).unwrap_or_default()
 }
 
 /// All CRDs as one multi-document YAML stream, as printed by `kpages crd`.

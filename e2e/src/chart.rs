@@ -16,7 +16,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 use serde::Deserialize;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 use crate::platform::repo;
 
@@ -104,7 +104,7 @@ pub fn rendered_yaml(sets: &[&str], namespace: &str) -> String {
 
 /// Every non-empty document of a YAML stream.
 pub fn parse_docs(yaml: &str) -> Vec<Value> {
-    serde_yaml::Deserializer::from_str(yaml)
+    serde_yaml_ng::Deserializer::from_str(yaml)
         .map(|doc| Value::deserialize(doc).expect("helm printed valid YAML"))
         .filter(|v| !v.is_null())
         .collect()

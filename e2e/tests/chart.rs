@@ -19,7 +19,7 @@ use kpages_e2e::chart::{
     render, rendered_yaml, seq, str, try_render,
 };
 use kpages_e2e::platform::repo;
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 #[test]
 fn helm_lint_strict_passes_for_an_external_store_the_quick_start_and_every_option() {
@@ -207,7 +207,7 @@ fn every_object_in_the_values_schema_rejects_unknown_keys() {
     assert!(checked > 20, "only {checked} objects with properties");
     // Every top-level key of values.yaml is in the schema, and the other way round.
     let values: Value =
-        serde_yaml::from_slice(&std::fs::read(chart().join("values.yaml")).unwrap())
+        serde_yaml_ng::from_slice(&std::fs::read(chart().join("values.yaml")).unwrap())
             .expect("values.yaml");
     let in_values: BTreeSet<String> = values
         .as_mapping()

@@ -12,7 +12,7 @@ use std::collections::BTreeSet;
 use kpages_e2e::chart::{
     NAMESPACE, STORE, assert_rules, container, env, env_value, expand, render, rules, seq, str,
 };
-use serde_yaml::Value;
+use serde_yaml_ng::Value;
 
 /// What the operator needs, flattened like [`rules`].
 fn operator_rules() -> BTreeSet<String> {

@@ -177,7 +177,7 @@ async fn logs_until(ns: &TestNamespace, deploy: &str, needle: &str) -> String {
 }
 
 fn apply_yaml(value: &serde_json::Value) -> String {
-    serde_yaml::to_string(value).unwrap()
+    serde_yaml_ng::to_string(value).unwrap()
 }
 
 async fn kubectl_apply(ns: &TestNamespace, yaml: &str, file: &Path) {
@@ -483,7 +483,7 @@ async fn helm_install_kubectl_apply_kpages_deploy_and_serve_through_the_router()
             .await;
         assert!(out.status.success());
         let yaml = std::fs::read_to_string(&emitted).unwrap();
-        let gitops: Deploy = serde_yaml::from_str(&yaml).unwrap();
+        let gitops: Deploy = serde_yaml_ng::from_str(&yaml).unwrap();
         assert!(
             deploys.get_opt(&gitops.name_any()).await.unwrap().is_none()
                 || gitops.name_any() == edge2,

@@ -355,7 +355,7 @@ fn emitted_manifest(path: &Path, site: &str) -> Option<Digest> {
         return None;
     }
     let text = std::fs::read_to_string(path).ok()?;
-    let deploy: Deploy = serde_yaml::from_str(&text).ok()?;
+    let deploy: Deploy = serde_yaml_ng::from_str(&text).ok()?;
     (deploy.spec.site == site).then_some(deploy.spec.manifest)
 }
 
@@ -499,7 +499,7 @@ pub fn desired_deploy(
 /// The Deploy as a YAML document for `kubectl apply -f`.
 pub fn deploy_yaml(deploy: &Deploy) -> String {
     // A Deploy is plain data with string keys: serialising cannot fail.
-    serde_yaml::to_string(deploy).unwrap_or_default()
+    serde_yaml_ng::to_string(deploy).unwrap_or_default()
 }
 
 /// Writes the YAML to `path` (whole or not at all) or stdout, and the name to stdout.

@@ -85,7 +85,7 @@ fn the_emitted_yaml_is_a_complete_deploy() {
         source,
     );
     let yaml = deploy_yaml(&d);
-    let value: serde_json::Value = serde_yaml::from_str(&yaml).unwrap();
+    let value: serde_json::Value = serde_yaml_ng::from_str(&yaml).unwrap();
     assert_eq!(value["apiVersion"], "kpages.dev/v1alpha1");
     assert_eq!(value["kind"], "Deploy");
     assert_eq!(value["metadata"]["namespace"], "team");
@@ -93,7 +93,7 @@ fn the_emitted_yaml_is_a_complete_deploy() {
     assert_eq!(value["spec"]["context"], "production");
     assert_eq!(value["spec"]["manifest"], digest().to_string());
     assert!(value.get("status").is_none(), "{yaml}");
-    let back: Deploy = serde_yaml::from_str(&yaml).unwrap();
+    let back: Deploy = serde_yaml_ng::from_str(&yaml).unwrap();
     assert_eq!((back.spec, back.metadata), (d.spec, d.metadata));
     // Without --namespace, `kubectl apply -n` decides.
     let d = desired_deploy("x", None, "web", digest(), DeployContext::Preview, None);
