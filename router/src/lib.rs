@@ -14,6 +14,8 @@
 //!            observe/ (metrics, tracing, geo) around all of it
 //! ```
 
+pub mod body;
+pub mod config;
 pub mod http;
 pub mod jobs;
 pub mod observe;

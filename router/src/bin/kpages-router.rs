@@ -249,7 +249,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             ))
         })
     } else {
-        kpages_router::jobs::jetstream::build_app(
+        kpages_router::http::pipeline::build_app(
             &args.queue,
             config,
             routes.clone(),

@@ -14,7 +14,7 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
-use crate::http::body::{self, Body};
+use crate::body::{self, Body};
 use crate::http::pipeline::App;
 use crate::jobs::queue::{BoxFuture, QueueError, RedriveFilter};
 use crate::jobs::runner::FunctionRunner;

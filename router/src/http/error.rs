@@ -4,8 +4,9 @@
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 
-use crate::http::body::{self, Body};
+use crate::body::{Body, json_status};
 use crate::jobs::queue::QueueError;
+use crate::serve::functions::CallError;
 use crate::serve::proxy::ProxyError;
 use crate::serve::static_files::StaticError;
 use kpages_routing::path::PathError;
@@ -28,6 +29,15 @@ pub enum RouteError {
     /// The background queue refused the job.
     #[error(transparent)]
     Queue(#[from] QueueError),
+}
+
+impl From<CallError> for RouteError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Proxy(e) => Self::Proxy(e),
+            CallError::Queue(e) => Self::Queue(e),
+        }
+    }
 }
 
 impl RouteError {
@@ -81,25 +91,4 @@ pub(crate) fn error_response(err: &RouteError, request_id: &str) -> Response<Bod
             .insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
     resp
-}
-
-pub(crate) fn json_status(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
-    let body = serde_json::json!({"error": message, "requestId": request_id}).to_string();
-    let mut resp = Response::new(body::full(body));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
-}
-
-pub(crate) fn or_500(r: Result<Response<Body>, http::Error>) -> Response<Body> {
-    r.unwrap_or_else(|e| {
-        json_status(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("building the response: {e}"),
-            "",
-        )
-    })
 }

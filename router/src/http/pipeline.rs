@@ -10,12 +10,10 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
-use ipnet::IpNet;
-use kpages_crds::limits;
 use kpages_crds::schedule::unix_now;
 use kpages_routing::path;
 use kpages_routing::resolve::Decision;
@@ -23,71 +21,22 @@ use kpages_routing::rules::{self, RequestFacts};
 use kpages_store::BlobStore;
 use tracing::Instrument;
 
-use crate::http::body::{self, Body};
+use crate::body::{self, Body};
+use crate::body::{json_status, or_500};
 use crate::http::client;
-use crate::http::error::{RouteError, error_response, json_status, or_500};
-use crate::jobs::queue::{InProcessQueue, Queue, QueueConfig, Runner};
+use crate::http::error::{RouteError, error_response};
+use crate::jobs::jetstream::{self, JetStreamError, QueueArgs};
+use crate::jobs::queue::{InProcessQueue, Queue, Runner};
 use crate::jobs::runner::FunctionRunner;
 use crate::observe::geo::GeoLookup;
 use crate::observe::metrics::{Metrics, RouteKind};
+use crate::serve::Backends;
 use crate::serve::functions::{Caller, FunctionTarget};
-use crate::serve::proxy::Upstreams;
-use crate::serve::static_files::StaticFiles;
-use crate::table::{Deploy, RouteTarget, Routes};
+use crate::serve::proxy::{Upstreams, header_str};
+use crate::serve::static_files::{self, StaticFiles};
+use crate::table::{RouteTarget, Routes};
 
-/// Router settings. Limits here are defaults; a deploy's manifest may set its own.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Wall time of a synchronous function call.
-    pub sync_timeout: Duration,
-    /// Wall time of a background or scheduled run.
-    pub background_timeout: Duration,
-    /// Largest function request body.
-    pub body_limit: u64,
-    /// Time a client has to send request headers (slowloris).
-    pub header_read_timeout: Duration,
-    /// Largest request head (request line and headers), in bytes.
-    pub max_header_bytes: usize,
-    /// Client connections open at once; further clients wait in the listen backlog.
-    pub max_connections: usize,
-    /// How long shutdown waits for in-flight requests.
-    pub shutdown_grace: Duration,
-    /// Peers whose `X-Forwarded-For`/`-Proto`/`-Host` are believed.
-    pub trusted_proxies: Vec<IpNet>,
-    /// Bytes of static files kept in memory.
-    pub cache_bytes: u64,
-    /// Largest file kept in the cache (and compressed); larger ones stream.
-    pub max_cached_file: u64,
-    /// The in-process background queue.
-    pub queue: QueueConfig,
-    /// Secret that signs `nf_jwt` tokens, for `Role` conditions; none: no roles.
-    pub jwt_secret: Option<Vec<u8>>,
-    /// How long a function call waits for a deploy scaled to zero to get a ready pod before
-    /// the router answers 503 with `Retry-After` (cluster mode; `kpages dev` never waits).
-    pub cold_start_timeout: Duration,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            sync_timeout: Duration::from_secs(limits::DEFAULT_SYNC_TIMEOUT_SECONDS.into()),
-            background_timeout: Duration::from_secs(
-                limits::DEFAULT_BACKGROUND_TIMEOUT_SECONDS.into(),
-            ),
-            body_limit: limits::DEFAULT_BODY_LIMIT_BYTES,
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
-            max_connections: 10_000,
-            shutdown_grace: Duration::from_secs(30),
-            trusted_proxies: vec![],
-            cache_bytes: 256 * 1024 * 1024,
-            max_cached_file: 8 * 1024 * 1024,
-            queue: QueueConfig::default(),
-            jwt_secret: None,
-            cold_start_timeout: Duration::from_secs(60),
-        }
-    }
-}
+pub use crate::config::Config;
 
 /// Everything the pipeline needs. Shared by every connection.
 pub struct App {
@@ -97,9 +46,7 @@ pub struct App {
     pub routes: Arc<Routes>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
-    pub(crate) statics: StaticFiles,
-    pub(crate) upstreams: Upstreams,
-    pub(crate) queue: Arc<dyn Queue>,
+    pub(crate) backends: Backends,
     pub(crate) runner: Arc<FunctionRunner>,
     pub(crate) geo: GeoLookup,
 }
@@ -137,12 +84,16 @@ impl App {
             metrics.clone(),
         );
         Arc::new(Self {
+            backends: Backends {
+                config: config.clone(),
+                routes: routes.clone(),
+                upstreams,
+                queue,
+                statics,
+            },
             config,
             routes,
             metrics,
-            statics,
-            upstreams,
-            queue,
             runner,
             geo,
         })
@@ -155,7 +106,7 @@ impl App {
 
     /// The background queue (status and redrive on the admin port).
     pub fn queue(&self) -> &dyn Queue {
-        &*self.queue
+        &*self.backends.queue
     }
 
     /// Answers one request.
@@ -267,13 +218,15 @@ impl App {
                     status.canonical_reason().unwrap_or("").to_string() + "\n",
                 ));
                 *resp.status_mut() = status;
-                self.decorate(&deploy, &facts, resp.headers_mut());
+                static_files::decorate(&deploy, &facts, resp.headers_mut());
                 answer(RouteKind::Other, Ok(resp))
             }
             Decision::Static { file, status } => {
                 let result = self
+                    .backends
                     .serve_static(&deploy, &facts, req.method(), req.headers(), &file, status)
-                    .await;
+                    .await
+                    .map_err(RouteError::from);
                 answer(RouteKind::Static, result)
             }
             Decision::Function {
@@ -288,11 +241,14 @@ impl App {
                     invocation,
                     route: None,
                 };
-                self.invoke(req, &call, target).await
+                self.call(req, &call, target).await
             }
             Decision::Proxy { url, headers } => answer(
                 RouteKind::Proxy,
-                self.proxy_rule(req, &url, &headers, client_ip).await,
+                self.backends
+                    .proxy_rule(req, &url, &headers, client_ip)
+                    .await
+                    .map_err(RouteError::from),
             ),
             Decision::SiteRoute { index, params } => {
                 let Some(route) = site_routes.get(index) else {
@@ -301,8 +257,10 @@ impl App {
                 match &route.target {
                     RouteTarget::Service { authority, name } => answer(
                         RouteKind::Proxy,
-                        self.proxy_service(req, authority, name, &facts, client_ip)
-                            .await,
+                        self.backends
+                            .proxy_service(req, authority, name, &facts, client_ip)
+                            .await
+                            .map_err(RouteError::from),
                     ),
                     RouteTarget::Function {
                         deploy: target,
@@ -316,7 +274,7 @@ impl App {
                             invocation: *invocation,
                             route: Some(route.name.as_str()),
                         };
-                        self.invoke(req, &call, target).await
+                        self.call(req, &call, target).await
                     }
                 }
             }
@@ -362,17 +320,39 @@ impl App {
         }
     }
 
-    /// Header rules for the request path (static answers only, as on Netlify).
-    pub(crate) fn decorate(&self, deploy: &Deploy, facts: &RequestFacts, headers: &mut HeaderMap) {
-        for (name, value) in deploy.routes.headers.headers_for(&facts.host, &facts.path) {
-            if let (Ok(n), Ok(v)) = (
-                HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                headers.insert(n, v);
-            }
-        }
+    /// A function call through the backends, its failure as a [`RouteError`].
+    async fn call(
+        &self,
+        req: Request<Body>,
+        call: &Caller<'_>,
+        target: FunctionTarget<'_>,
+    ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
+        let (site, kind, result) = self.backends.invoke(req, call, target).await;
+        (site, kind, result.map_err(RouteError::from))
     }
+}
+
+/// The app with the queue `args` choose: JetStream when a NATS URL is set (connecting and
+/// creating streams, consumer and bucket first), else the in-process queue.
+pub async fn build_app(
+    args: &QueueArgs,
+    config: Config,
+    routes: Arc<Routes>,
+    store: BlobStore,
+    geo: GeoLookup,
+) -> Result<Arc<App>, JetStreamError> {
+    let Some(js) = args.config() else {
+        return Ok(App::new(config, routes, store, geo));
+    };
+    let connected = jetstream::connect(js).await?;
+    let blobs = store.clone();
+    Ok(App::with_queue(
+        config,
+        routes,
+        store,
+        geo,
+        |runner, metrics| connected.start(runner, metrics, blobs),
+    ))
 }
 
 /// The host a request is for: `Host`, or the authority of an HTTP/2 or absolute-form target.
@@ -381,8 +361,4 @@ fn request_host<B>(req: &Request<B>) -> String {
         .map(str::to_string)
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default()
-}
-
-pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get(name).and_then(|v| v.to_str().ok())
 }

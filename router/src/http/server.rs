@@ -15,7 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::http::body::Body;
+use crate::body::Body;
 use crate::http::pipeline::App;
 use crate::jobs::queue::BoxFuture;
 

@@ -9,9 +9,9 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use kpages_crds::host::header as control;
 
-use crate::http::body;
+use crate::body;
+use crate::config::Config;
 use crate::http::client;
-use crate::http::pipeline::Config;
 use crate::jobs::queue::{BoxFuture, Job, RunError, Runner};
 use crate::serve::functions::call_limits;
 use crate::serve::proxy::{self, Call, Upstreams};

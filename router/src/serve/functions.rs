@@ -14,14 +14,24 @@ use kpages_crds::limits::{CallLimits, effective};
 use kpages_crds::manifest::{Function, InvocationKind};
 use kpages_routing::pattern::Params;
 
-use crate::http::body::{self, Body};
+use crate::body::{self, Body, json_status, or_500};
+use crate::config::Config;
 use crate::http::client;
-use crate::http::error::{RouteError, json_status, or_500};
-use crate::http::pipeline::{App, Config, header_str};
 use crate::jobs::queue::{self, Job, QueueError};
 use crate::observe::metrics::RouteKind;
-use crate::serve::proxy::{self, Call, ProxyError};
+use crate::serve::proxy::{self, Call, ProxyError, header_str};
 use crate::table::Deploy;
+
+/// Why a function call failed: the host or its pod (sync), or the queue (background).
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// Calling the host failed.
+    #[error(transparent)]
+    Proxy(#[from] ProxyError),
+    /// The queue refused the job.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+}
 
 /// A function of a deploy that a request goes to.
 pub(crate) struct FunctionTarget<'a> {
@@ -37,7 +47,7 @@ pub(crate) struct FunctionTarget<'a> {
     pub route: Option<&'a str>,
 }
 
-impl App {
+impl super::Backends {
     /// Calls (or, for a background invocation, queues) a function; a 404 when the deploy has
     /// no such function.
     pub(crate) async fn invoke(
@@ -45,7 +55,7 @@ impl App {
         req: Request<Body>,
         call: &Caller<'_>,
         target: FunctionTarget<'_>,
-    ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
+    ) -> (String, RouteKind, Result<Response<Body>, CallError>) {
         let FunctionTarget {
             deploy,
             name,
@@ -90,7 +100,7 @@ impl App {
         &self,
         ctx: CallContext<'_>,
         req: Request<Body>,
-    ) -> Result<Response<Body>, RouteError> {
+    ) -> Result<Response<Body>, CallError> {
         let addr = self
             .routes
             .endpoint(&ctx.deploy.id, self.config.cold_start_timeout)
@@ -129,7 +139,7 @@ impl App {
         &self,
         ctx: CallContext<'_>,
         req: Request<Body>,
-    ) -> Result<Response<Body>, RouteError> {
+    ) -> Result<Response<Body>, CallError> {
         let body_limit = call_limits(&self.config, ctx.deploy, ctx.function).max_body_bytes;
         let (parts, body) = req.into_parts();
         let declared = parts
@@ -267,11 +277,11 @@ impl CallContext<'_> {
 }
 
 /// Removes a header the router reads itself; a value that is not text is refused.
-fn take_header(headers: &mut HeaderMap, name: &'static str) -> Result<Option<String>, RouteError> {
+fn take_header(headers: &mut HeaderMap, name: &'static str) -> Result<Option<String>, QueueError> {
     match headers.remove(name) {
         None => Ok(None),
         Some(v) => v.to_str().map(|s| Some(s.trim().to_string())).map_err(|_| {
-            QueueError::Rejected(format!("{name}: the value must be a URL in visible ASCII")).into()
+            QueueError::Rejected(format!("{name}: the value must be a URL in visible ASCII"))
         }),
     }
 }

@@ -18,8 +18,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use kpages_routing::rules::RequestFacts;
 use tokio::time::Instant;
 
-use crate::http::body::{self, Body, Deadline, Limited};
-use crate::http::error::RouteError;
+use crate::body::{self, Body, Deadline, Limited};
 
 /// Which side of the proxy an error came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,7 +252,7 @@ pub fn set(headers: &mut HeaderMap, name: &'static str, value: &str) {
 }
 
 /// Proxies the pipeline answers with: rule targets and Services.
-impl crate::http::pipeline::App {
+impl super::Backends {
     /// Proxies to a Service a FunctionRoute names, keeping the request's Host (the Service
     /// serves the site's hosts) and saying who asked in `X-Forwarded-*`.
     pub(crate) async fn proxy_service(
@@ -263,7 +262,7 @@ impl crate::http::pipeline::App {
         name: &str,
         facts: &RequestFacts,
         client_ip: IpAddr,
-    ) -> Result<Response<Body>, RouteError> {
+    ) -> Result<Response<Body>, ProxyError> {
         let path_and_query = req
             .uri()
             .path_and_query()
@@ -284,12 +283,12 @@ impl crate::http::pipeline::App {
         url: &str,
         extra: &[(String, String)],
         client_ip: IpAddr,
-    ) -> Result<Response<Body>, RouteError> {
+    ) -> Result<Response<Body>, ProxyError> {
         let uri: http::Uri = url
             .parse()
             .map_err(|_| ProxyError::BadTarget(url.to_string()))?;
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
-            return Err(ProxyError::BadTarget(url.to_string()).into());
+            return Err(ProxyError::BadTarget(url.to_string()));
         }
         let (method, mut headers, body) = proxied_parts(req, client_ip);
         headers.remove(header::HOST);
@@ -317,9 +316,8 @@ impl crate::http::pipeline::App {
         uri: http::Uri,
         headers: HeaderMap,
         body: Body,
-    ) -> Result<Response<Body>, RouteError> {
-        Ok(self
-            .upstreams
+    ) -> Result<Response<Body>, ProxyError> {
+        self.upstreams
             .call(Call {
                 method,
                 uri,
@@ -328,7 +326,7 @@ impl crate::http::pipeline::App {
                 body_limit: self.config.body_limit,
                 timeout: self.config.sync_timeout,
             })
-            .await?)
+            .await
     }
 }
 
@@ -340,6 +338,11 @@ fn proxied_parts(req: Request<Body>, client_ip: IpAddr) -> (Method, HeaderMap, B
     strip_headers(&mut headers);
     set(&mut headers, "x-forwarded-for", &client_ip.to_string());
     (parts.method, headers, body)
+}
+
+/// A header's value as text, if it is.
+pub(crate) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 #[cfg(test)]

@@ -8,15 +8,15 @@ use std::io::Write as _;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderValue};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Response, StatusCode};
 use kpages_crds::Digest;
 use kpages_crds::manifest::StaticFile;
 use kpages_routing::rules::RequestFacts;
 use kpages_store::{BlobStore, StoreError};
 
-use crate::http::body::{self, Body};
-use crate::http::error::{RouteError, json_status};
+use crate::body::{self, Body, json_status};
+
 use crate::observe::metrics::Metrics;
 use crate::table::Deploy;
 
@@ -485,7 +485,7 @@ pub fn cache_control_for_ttl(ttl: u64) -> String {
 }
 
 /// Static answers of the pipeline.
-impl crate::http::pipeline::App {
+impl super::Backends {
     pub(crate) async fn serve_static(
         &self,
         deploy: &Deploy,
@@ -494,7 +494,7 @@ impl crate::http::pipeline::App {
         headers: &HeaderMap,
         file: &str,
         status: u16,
-    ) -> Result<Response<Body>, RouteError> {
+    ) -> Result<Response<Body>, StaticError> {
         let Some(entry) = deploy.routes.manifest.files.get(file) else {
             return Ok(json_status(StatusCode::NOT_FOUND, "not found", ""));
         };
@@ -520,8 +520,20 @@ impl crate::http::pipeline::App {
                 cache_control,
             })
             .await?;
-        self.decorate(deploy, facts, resp.headers_mut());
+        decorate(deploy, facts, resp.headers_mut());
         Ok(resp)
+    }
+}
+
+/// Adds the header rules that match the request (static answers only, as on Netlify).
+pub(crate) fn decorate(deploy: &Deploy, facts: &RequestFacts, headers: &mut HeaderMap) {
+    for (name, value) in deploy.routes.headers.headers_for(&facts.host, &facts.path) {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.insert(n, v);
+        }
     }
 }
 

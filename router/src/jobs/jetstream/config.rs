@@ -1,16 +1,9 @@
-//! The queue's settings: the router's `--nats-*` and `--queue-*` flags, what they become, and
-//! how the app is built with the queue they choose.
+//! The queue's settings: the router's `--nats-*` and `--queue-*` flags and what they become.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use kpages_store::BlobStore;
-
+use super::DEFAULT_INLINE_BODY_MAX;
 use super::envelope::token;
-use super::{DEFAULT_INLINE_BODY_MAX, JetStreamError, connect};
-use crate::http::pipeline::{App, Config};
-use crate::observe::geo::GeoLookup;
-use crate::table::Routes;
 
 /// Settings of the JetStream queue.
 #[derive(Debug, Clone)]
@@ -216,29 +209,6 @@ impl QueueArgs {
             .collect();
         Some(c)
     }
-}
-
-/// The app with the queue `args` choose: JetStream when a NATS URL is set (connecting and
-/// creating streams, consumer and bucket first), else the in-process queue.
-pub async fn build_app(
-    args: &QueueArgs,
-    config: Config,
-    routes: Arc<Routes>,
-    store: BlobStore,
-    geo: GeoLookup,
-) -> Result<Arc<App>, JetStreamError> {
-    let Some(js) = args.config() else {
-        return Ok(App::new(config, routes, store, geo));
-    };
-    let connected = connect(js).await?;
-    let blobs = store.clone();
-    Ok(App::with_queue(
-        config,
-        routes,
-        store,
-        geo,
-        |runner, metrics| connected.start(runner, metrics, blobs),
-    ))
 }
 
 #[cfg(test)]

@@ -55,9 +55,7 @@ mod config;
 pub mod envelope;
 mod worker;
 
-pub use config::{
-    Backoff, JetStreamConfig, NatsAuth, QueueArgs, build_app, parse_backoff, parse_duration,
-};
+pub use config::{Backoff, JetStreamConfig, NatsAuth, QueueArgs, parse_backoff, parse_duration};
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

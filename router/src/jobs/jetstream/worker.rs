@@ -12,7 +12,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::Shared;
 use super::envelope::{DeadLetter, Envelope, now_ms, rfc3339_ms};
-use crate::http::body;
+use crate::body;
 use crate::jobs::queue::{CallState, CallStatus, QueueError, RunError};
 use crate::serve::proxy::Call;
 

@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Response, StatusCode};
 use http_body_util::BodyExt;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
@@ -159,6 +161,29 @@ impl HttpBody for Deadline {
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// A JSON error answer `{"error": message, "requestId": id}` with `status`.
+pub fn json_status(status: StatusCode, message: &str, request_id: &str) -> Response<Body> {
+    let body = serde_json::json!({"error": message, "requestId": request_id}).to_string();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The response, or a 500 saying why it could not be built.
+pub fn or_500(r: Result<Response<Body>, http::Error>) -> Response<Body> {
+    r.unwrap_or_else(|e| {
+        json_status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            &format!("building the response: {e}"),
+            "",
+        )
+    })
 }
 
 #[cfg(test)]
