@@ -55,4 +55,30 @@ mod tests {
         );
         assert_ne!(tp, incoming);
     }
+
+    /// With the `otlp` feature and an OpenTelemetry layer installed, the request span takes
+    /// the client's trace as its parent and the function gets the span's own context.
+    #[cfg(feature = "otlp")]
+    #[test]
+    fn with_an_opentelemetry_layer_the_request_span_joins_the_clients_trace() {
+        use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+        use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+        use tracing_subscriber::layer::SubscriberExt as _;
+
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer("test"));
+        let subscriber = tracing_subscriber::registry().with(layer);
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request");
+            let incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+            let tp = super::link(&span, Some(incoming));
+            assert!(
+                tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+                "{tp}"
+            );
+            let own = span.context().span().span_context().span_id().to_string();
+            assert_eq!(tp, format!("00-4bf92f3577b34da6a3ce929d0e0e4736-{own}-01"));
+            assert_ne!(own, "00f067aa0ba902b7");
+        });
+    }
 }
