@@ -13,7 +13,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use kpages_crds::Manifest;
 use kpages_router::http::admin;
@@ -25,6 +25,7 @@ use kpages_router::sources::local;
 use kpages_router::table::{RouteTable, Routes};
 
 use crate::node_host::{self, NodeHost};
+use crate::watch::SiteWatcher;
 use kpages_store::BlobStore;
 
 /// Arguments of `kpages dev`.
@@ -77,6 +78,11 @@ pub enum DevError {
     /// The geo database could not be opened.
     #[error("{0}")]
     Geo(#[from] kpages_router::observe::geo::GeoError),
+    /// The site directory cannot be watched for changes.
+    #[error(
+        "cannot watch the site for changes ({0}); run with --no-watch to serve without rebuilding"
+    )]
+    Watch(String),
     /// Anything else.
     #[error("{0}")]
     Other(String),
@@ -185,23 +191,24 @@ async fn dev(args: &Args) -> Result<(), DevError> {
     println!("  admin    http://{admin_addr}  (metrics, POST /functions/<name>/run)");
 
     let mut current = running;
-    let mut fingerprint = tree_fingerprint(&site_dir).await;
+    let mut watcher = if args.no_watch {
+        None
+    } else {
+        Some(SiteWatcher::start(&site_dir).map_err(|e| DevError::Watch(e.to_string()))?)
+    };
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
     loop {
-        let tick = tokio::time::sleep(Duration::from_millis(400));
+        let change = async {
+            match watcher.as_mut() {
+                Some(w) => w.changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = &mut ctrl_c => break,
-            () = tick => {}
+            () = change => {}
         }
-        if args.no_watch {
-            continue;
-        }
-        let now = tree_fingerprint(&site_dir).await;
-        if now == fingerprint {
-            continue;
-        }
-        fingerprint = now;
         println!("kpages dev: change detected, rebuilding…");
         let manifest = match build(&site_dir, &out, args.esbuild.clone()).await {
             Ok(m) => m,
@@ -305,41 +312,4 @@ fn table(site: &str, running: &Running, generation: u64) -> RouteTable {
         eprintln!("kpages dev: warning: {w}");
     }
     table
-}
-
-/// A cheap summary of the site's files (paths, sizes, modification times), skipping build
-/// output and dependencies, to notice changes without a platform file watcher.
-async fn tree_fingerprint(dir: &Path) -> u64 {
-    let dir = dir.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        let mut stack = vec![dir];
-        while let Some(d) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&d) else {
-                continue;
-            };
-            let mut entries: Vec<_> = entries.flatten().collect();
-            entries.sort_by_key(|e| e.file_name());
-            for e in entries {
-                let name = e.file_name();
-                if matches!(name.to_str(), Some(".kpages" | "node_modules" | ".git")) {
-                    continue;
-                }
-                let Ok(meta) = e.metadata() else { continue };
-                if meta.is_dir() {
-                    stack.push(e.path());
-                } else {
-                    e.path().hash(&mut h);
-                    meta.len().hash(&mut h);
-                    meta.modified()
-                        .unwrap_or(SystemTime::UNIX_EPOCH)
-                        .hash(&mut h);
-                }
-            }
-        }
-        h.finish()
-    })
-    .await
-    .unwrap_or(0)
 }

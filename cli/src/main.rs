@@ -15,6 +15,7 @@ mod node_host;
 mod rollback;
 mod status;
 mod upload;
+mod watch;
 
 /// Self-hosted Pages + Functions: build sites written for Netlify or EdgeOne Pages, run them
 /// locally with `kpages dev`, deploy them to Kubernetes.

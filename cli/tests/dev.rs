@@ -135,14 +135,7 @@ fn serves_a_static_site_rebuilds_on_change_and_stops_on_ctrl_c() {
     assert!(out.ends_with("fresh content"), "{out}");
 
     // Ctrl-C: a clean exit.
-    let pid = dev.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    interrupt(&dev.child);
     let status = dev.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
@@ -187,14 +180,7 @@ fn serves_the_netlify_example_with_functions() {
     assert!(body.contains("hello"), "{body}");
     let (status, _) = get(&dev.url, "/");
     assert_eq!(status, 200);
-    let pid = dev.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    interrupt(&dev.child);
     assert!(dev.child.wait().unwrap().success());
 }
 
@@ -214,13 +200,16 @@ fn serves_the_edgeone_example_with_file_routes_and_a_framework_app() {
     assert_eq!(status, 200);
     assert!(app.contains("express"), "{app}");
     assert_eq!(get(&dev.url, "/docs").0, 301);
-    let pid = dev.child.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
+    interrupt(&dev.child);
     assert!(dev.child.wait().unwrap().success());
+}
+
+/// Ctrl-C for a child process: SIGINT.
+fn interrupt(child: &std::process::Child) {
+    let pid = i32::try_from(child.id()).expect("a pid fits in i32");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT delivered");
 }
