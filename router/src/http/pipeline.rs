@@ -14,6 +14,7 @@ use std::time::Instant;
 
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response, StatusCode};
+use kpages_crds::host::header as control;
 use kpages_crds::schedule::unix_now;
 use kpages_routing::path;
 use kpages_routing::resolve::Decision;
@@ -132,7 +133,7 @@ impl App {
         let mut resp = result.unwrap_or_else(|e| error_response(&e, &request_id));
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut()
-                .insert(HeaderName::from_static("x-kpages-request-id"), v);
+                .insert(HeaderName::from_static(control::REQUEST_ID), v);
         }
         let status = resp.status().as_u16();
         let elapsed = started.elapsed();

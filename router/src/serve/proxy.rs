@@ -122,7 +122,7 @@ pub fn strip_headers(headers: &mut HeaderMap) {
     }
     let control: Vec<HeaderName> = headers
         .keys()
-        .filter(|k| k.as_str().starts_with("x-kpages-"))
+        .filter(|k| k.as_str().starts_with(kpages_crds::host::header::PREFIX))
         .cloned()
         .collect();
     for n in control {

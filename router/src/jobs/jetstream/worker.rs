@@ -371,7 +371,7 @@ fn callback(s: &Shared, env: &Envelope, status: &CallStatus) {
             headers.insert(header::HOST, host);
         }
         if let Ok(v) = HeaderValue::from_str(&call_id) {
-            headers.insert("x-kpages-call-id", v);
+            headers.insert(kpages_crds::host::header::CALL_ID, v);
         }
         let sent = upstreams
             .call(Call {
