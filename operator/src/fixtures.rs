@@ -37,20 +37,9 @@ pub fn deploy(name: &str, manifest: &Manifest, secs: i64) -> Deploy {
 /// A function named `name` with a bundle digest derived from the name.
 pub fn function(name: &str, invocation: InvocationKind) -> Function {
     Function {
-        name: name.into(),
-        bundle: Digest::of(name.as_bytes()),
-        dialect: Dialect::Netlify,
         invocation,
         schedule: (invocation == InvocationKind::Scheduled).then(|| "@hourly".to_string()),
-        routes: Vec::new(),
-        excluded_routes: Vec::new(),
-        methods: Vec::new(),
-        prefer_static: false,
-        catch_all: None,
-        limits: Default::default(),
-        included_files: Vec::new(),
-        rate_limit: None,
-        source: None,
+        ..kpages_testsupport::fixtures::function(name)
     }
 }
 

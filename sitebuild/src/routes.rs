@@ -67,20 +67,10 @@ mod tests {
 
     fn function(name: &str, routes: Vec<Route>, methods: &[&str]) -> Function {
         Function {
-            name: name.into(),
-            bundle: Digest::of(name.as_bytes()),
-            dialect: Dialect::Netlify,
-            invocation: InvocationKind::Sync,
-            schedule: None,
             routes,
-            excluded_routes: vec![],
             methods: methods.iter().map(|m| m.to_string()).collect(),
-            prefer_static: false,
-            catch_all: None,
-            limits: Default::default(),
-            included_files: vec![],
-            rate_limit: None,
             source: Some(format!("src/{name}.js")),
+            ..kpages_testsupport::fixtures::function(name)
         }
     }
 

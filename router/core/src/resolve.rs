@@ -415,11 +415,6 @@ mod tests {
 
     fn function(name: &str, routes: &[(&str, RouteSyntax)]) -> Function {
         Function {
-            name: name.into(),
-            bundle: Digest::of(name.as_bytes()),
-            dialect: Dialect::Netlify,
-            invocation: InvocationKind::Sync,
-            schedule: None,
             routes: routes
                 .iter()
                 .map(|(p, s)| Route {
@@ -427,14 +422,7 @@ mod tests {
                     syntax: *s,
                 })
                 .collect(),
-            excluded_routes: vec![],
-            methods: vec![],
-            prefer_static: false,
-            catch_all: None,
-            limits: Default::default(),
-            included_files: vec![],
-            rate_limit: None,
-            source: None,
+            ..kpages_testsupport::fixtures::function(name)
         }
     }
 

@@ -140,22 +140,8 @@ mod tests {
         let base = 1_715_769_030;
         let clock: Clock = Arc::new(move || base + start.elapsed().as_secs() as i64);
         let mut m = Manifest::new();
-        m.functions.push(Function {
-            name: "tick".into(),
-            bundle: Digest::of(b"t"),
-            dialect: Dialect::Netlify,
-            invocation: InvocationKind::Scheduled,
-            schedule: Some("*/15 * * * *".into()),
-            routes: vec![],
-            excluded_routes: vec![],
-            methods: vec![],
-            prefer_static: false,
-            catch_all: None,
-            limits: Default::default(),
-            included_files: vec![],
-            rate_limit: None,
-            source: None,
-        });
+        m.functions
+            .push(kpages_testsupport::fixtures::scheduled("tick", "*/15 * * * *"));
         let routes = Arc::new(Routes::new(RouteTable::single(Site {
             routes: Default::default(),
             name: "s".into(),

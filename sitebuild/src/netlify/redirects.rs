@@ -131,17 +131,7 @@ mod tests {
     use super::*;
 
     fn rule(from: &str, to: &str, status: u16) -> RedirectRule {
-        RedirectRule {
-            from: from.into(),
-            to: to.into(),
-            status,
-            force: false,
-            important: false,
-            query: BTreeMap::new(),
-            conditions: RuleConditions::default(),
-            headers: BTreeMap::new(),
-            origin: None,
-        }
+        RedirectRule::new(from, to, status)
     }
 
     #[test]
