@@ -3,8 +3,8 @@
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kpages_crds::manifest::{Dialect, Function, InvocationKind, Route, RouteSyntax};
-use kpages_crds::{Deploy, DeployContext, DeploySpec, Digest, Manifest, Site, SiteSpec};
+use kpages_crds::manifest::{Function, InvocationKind, Route, RouteSyntax};
+use kpages_crds::{Deploy, DeployContext, DeploySpec, Manifest, Site, SiteSpec};
 
 /// A stored Site `web` in namespace `team`.
 pub fn site() -> Site {

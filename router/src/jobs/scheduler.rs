@@ -117,8 +117,7 @@ mod tests {
     use super::*;
     use crate::jobs::queue::{BoxFuture, Job, RunError};
     use crate::table::{Deploy, RouteTable, Site};
-    use kpages_crds::manifest::{Dialect, Function};
-    use kpages_crds::{Digest, Manifest};
+    use kpages_crds::Manifest;
     use kpages_routing::resolve::CompiledDeploy;
     use tokio::sync::mpsc;
 
@@ -140,8 +139,10 @@ mod tests {
         let base = 1_715_769_030;
         let clock: Clock = Arc::new(move || base + start.elapsed().as_secs() as i64);
         let mut m = Manifest::new();
-        m.functions
-            .push(kpages_testsupport::fixtures::scheduled("tick", "*/15 * * * *"));
+        m.functions.push(kpages_testsupport::fixtures::scheduled(
+            "tick",
+            "*/15 * * * *",
+        ));
         let routes = Arc::new(Routes::new(RouteTable::single(Site {
             routes: Default::default(),
             name: "s".into(),
