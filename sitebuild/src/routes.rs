@@ -55,8 +55,6 @@ fn describe(f: &Function) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kpages_crds::Digest;
-    use kpages_crds::manifest::{Dialect, InvocationKind};
 
     fn route(p: &str, syntax: RouteSyntax) -> Route {
         Route {
