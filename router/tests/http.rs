@@ -227,6 +227,52 @@ async fn proxy_rules_reach_absolute_urls() {
     assert_eq!(body, "payload");
 }
 
+/// A rule that leads back to a kpages router ends with 508 after a few hops: every rule proxy
+/// adds `Via: 1.1 kpages`, and a request that already carries the limit is refused without
+/// reaching the target.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_rule_loops_end_with_508() {
+    let mut cb = Callback::start().await;
+    let mut site = static_site().await;
+    site.manifest.rules.redirects.push(RedirectRule::new(
+        "/backend/*",
+        format!("{}:splat", cb.url),
+        200,
+    ));
+    let router = Router::start(&site, vec![], test_config(), GeoLookup::Off).await;
+    let c = client();
+    let looped = ["1.1 kpages"; kpages_router::serve::proxy::MAX_PROXY_HOPS].join(", ");
+    let refused = send(
+        &c,
+        "GET",
+        &router.url("/backend/x"),
+        &[("via", &looped)],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, 508);
+    assert!(
+        refused.text().contains("kpages proxies"),
+        "{}",
+        refused.text()
+    );
+    let other_proxies = "1.1 squid, 1.0 kpages-lookalike";
+    let passed = send(
+        &c,
+        "GET",
+        &router.url("/backend/y"),
+        &[("via", other_proxies)],
+        "",
+    )
+    .await;
+    assert_eq!(passed.status, 200);
+    let (path, _) = cb.next().await;
+    assert_eq!(
+        path, "/y",
+        "only the request under the limit reached the target"
+    );
+}
+
 /// FunctionRoutes of the site (cluster mode) come before the deploy's own function routes:
 /// one sends a path to a Service (here a loopback server) keeping the Host, one sends a
 /// prefix to a function of the deploy, one prefers static files.

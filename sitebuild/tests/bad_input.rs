@@ -198,6 +198,33 @@ fn included_files_outside_the_site_fail_the_build() {
     assert!(err.contains("outside the site directory"), "{err}");
 }
 
+/// A proxy rule may not let the request choose where the router connects, nor set headers the
+/// router owns: the build refuses both, naming the file and the rule.
+#[test]
+fn proxy_rules_that_choose_their_host_or_set_router_headers_fail_the_build() {
+    let chosen = SiteFixture::new().with("index.html", "hi").with(
+        "netlify.toml",
+        "[[redirects]]\nfrom = \"/p/:host/*\"\nto = \"http://:host.internal/:splat\"\nstatus = 200\n",
+    );
+    let err = chosen.build_fails();
+    assert!(err.starts_with("netlify.toml"), "{err}");
+    assert!(err.contains("\"http://:host.internal/:splat\""), "{err}");
+    assert!(err.contains("a placeholder in the host"), "{err}");
+
+    let forged = SiteFixture::new()
+        .with("index.html", "hi")
+        .with("_redirects", "/api/* http://api.example.com/:splat 200\n");
+    let out = tempfile::tempdir().unwrap();
+    common::build(forged.path(), &out.path().join("out")).expect("a plain proxy rule builds");
+    let forged = forged.with(
+        "netlify.toml",
+        "[[redirects]]\nfrom = \"/x/*\"\nto = \"http://api.example.com/:splat\"\nstatus = 200\nheaders = {X-Kpages-Function = \"admin\"}\n",
+    );
+    let err = forged.build_fails();
+    assert!(err.contains("proxy header \"X-Kpages-Function\""), "{err}");
+    assert!(err.contains("control headers"), "{err}");
+}
+
 #[test]
 fn unparseable_rule_files_name_file_and_line() {
     let cases = [

@@ -38,6 +38,33 @@ pub enum PatternError {
         /// What is wrong.
         what: &'static str,
     },
+    /// A proxy rule whose target host comes from the request: the client would choose where
+    /// the router connects.
+    #[error(
+        "proxy target {target:?}: a placeholder in the host would let a request choose where the router connects; write the host literally"
+    )]
+    PlaceholderHost {
+        /// The rule's target.
+        target: String,
+    },
+    /// A proxy rule that sets a header the router owns.
+    #[error("proxy header {name:?}: {why}")]
+    RefusedHeader {
+        /// The header.
+        name: String,
+        /// Why it is refused.
+        why: &'static str,
+    },
+}
+
+impl PatternError {
+    /// Whether the error is about the pattern's syntax (so the syntax's accepted forms help).
+    fn is_syntax(&self) -> bool {
+        !matches!(
+            self,
+            Self::PlaceholderHost { .. } | Self::RefusedHeader { .. }
+        )
+    }
 }
 
 /// The syntax a pattern is written in, for telling a user what is accepted.
@@ -70,8 +97,7 @@ impl Syntax {
 
 /// A pattern of a deploy that cannot be compiled, with where it was written: what `kpages
 /// build` refuses, and what an older router skips.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{origin}: {field}: {error}; accepted: {}", syntax.accepted())]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unusable {
     /// The file (and line) the pattern came from, or `manifest`.
     pub origin: String,
@@ -82,6 +108,18 @@ pub struct Unusable {
     /// Why it cannot be compiled.
     pub error: PatternError,
 }
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}: {}", self.origin, self.field, self.error)?;
+        if self.error.is_syntax() {
+            write!(f, "; accepted: {}", self.syntax.accepted())?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unusable {}
 
 impl Pattern {
     /// Compiles `pattern` in `syntax`.

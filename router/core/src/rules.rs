@@ -5,7 +5,7 @@
 use kpages_crds::manifest::{CacheRule, HeaderRule, RedirectRule, RuleConditions};
 
 use crate::path;
-use crate::pattern::{Params, Pattern, Syntax, Unusable};
+use crate::pattern::{Params, Pattern, PatternError, Syntax, Unusable};
 
 /// What the rules may look at in a request, already extracted and normalised by the edge.
 #[derive(Debug, Clone, Default)]
@@ -104,8 +104,11 @@ pub struct RedirectMatch<'r> {
 
 impl Redirect {
     /// Compiles a rule; a pattern the router cannot read is reported, not guessed at.
-    pub fn compile(rule: &RedirectRule) -> Result<Self, crate::pattern::PatternError> {
+    pub fn compile(rule: &RedirectRule) -> Result<Self, PatternError> {
         let from = Pattern::netlify_rule(&rule.from)?;
+        if rule.status == 200 && is_absolute(&rule.to) {
+            check_proxy_target(rule)?;
+        }
         let query = rule
             .query
             .iter()
@@ -154,6 +157,60 @@ impl Redirect {
             to,
         })
     }
+}
+
+/// Headers that apply to one connection only (RFC 9110 §7.6.1), which a rule cannot forward.
+pub const HOP_BY_HOP: [&str; 8] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Why a proxy rule may not set request header `name`, or `None` when it may.
+pub fn refused_proxy_header(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    if name.starts_with("x-kpages-") {
+        Some("x-kpages-* headers are the router's own control headers")
+    } else if name == "host" {
+        Some("the Host of a proxied request is the target URL's host")
+    } else if HOP_BY_HOP.contains(&name.as_str()) {
+        Some("hop-by-hop headers apply to one connection only")
+    } else {
+        None
+    }
+}
+
+fn is_absolute(to: &str) -> bool {
+    to.starts_with("http://") || to.starts_with("https://")
+}
+
+/// A proxy rule's target host is written literally, and its headers are ones a rule may set.
+fn check_proxy_target(rule: &RedirectRule) -> Result<(), PatternError> {
+    let after_scheme = rule.to.split_once("://").map_or("", |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?', '#']).next().unwrap_or("");
+    let placeholder = authority
+        .split(':')
+        .skip(1)
+        .any(|rest| rest.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'));
+    if placeholder || authority.contains('*') {
+        return Err(PatternError::PlaceholderHost {
+            target: rule.to.clone(),
+        });
+    }
+    for name in rule.headers.keys() {
+        if let Some(why) = refused_proxy_header(name) {
+            return Err(PatternError::RefusedHeader {
+                name: name.clone(),
+                why,
+            });
+        }
+    }
+    Ok(())
 }
 
 fn conditions_hold(c: &RuleConditions, facts: &RequestFacts) -> bool {
@@ -576,5 +633,54 @@ mod tests {
         assert_eq!(c.ttl_for("h", "/assets/a.css"), Some(3600));
         assert_eq!(c.ttl_for("h", "/index.html"), Some(60));
         assert_eq!(CacheRules::default().ttl_for("h", "/"), None);
+    }
+
+    #[test]
+    fn proxy_rules_cannot_choose_their_host_or_set_router_headers() {
+        let proxy = |to: &str| RedirectRule::new("/p/:host/*", to, 200);
+        for to in [
+            "http://:host/x",
+            "http://:host.example.com/:splat",
+            "https://api.:host/",
+            "http://*.example.com/",
+        ] {
+            assert!(
+                matches!(
+                    Redirect::compile(&proxy(to)),
+                    Err(PatternError::PlaceholderHost { .. })
+                ),
+                "{to}"
+            );
+        }
+        for to in [
+            "http://api.example.com:8080/:host/:splat",
+            "https://api.example.com/:host?x=:splat",
+        ] {
+            assert!(Redirect::compile(&proxy(to)).is_ok(), "{to}");
+        }
+        // A redirect sends the client, not the router: a placeholder host is the site's choice.
+        assert!(
+            Redirect::compile(&RedirectRule::new(
+                "/go/:to",
+                "https://:to.example.com/",
+                302
+            ))
+            .is_ok()
+        );
+        for name in [
+            "X-Kpages-Function",
+            "Host",
+            "connection",
+            "Transfer-Encoding",
+        ] {
+            let mut rule = proxy("http://api.example.com/:splat");
+            rule.headers.insert(name.into(), "x".into());
+            let err = Redirect::compile(&rule).unwrap_err();
+            assert!(matches!(err, PatternError::RefusedHeader { .. }), "{name}");
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        let mut fine = proxy("http://api.example.com/:splat");
+        fine.headers.insert("X-From".into(), "kpages".into());
+        assert!(Redirect::compile(&fine).is_ok());
     }
 }

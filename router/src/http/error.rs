@@ -54,6 +54,7 @@ impl RouteError {
                 ProxyError::Unreachable { .. } | ProxyError::BadTarget(_) => {
                     StatusCode::BAD_GATEWAY
                 }
+                ProxyError::Loop { .. } => StatusCode::LOOP_DETECTED,
             },
             Self::Static(_) => StatusCode::BAD_GATEWAY,
             Self::Queue(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,

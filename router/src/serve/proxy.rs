@@ -68,6 +68,17 @@ pub enum ProxyError {
     /// The target URL of a proxy rule cannot be used.
     #[error("proxy target {0:?} is not supported: only http:// URLs are")]
     BadTarget(String),
+    /// The request already passed through kpages proxy rules this many times: a rule points
+    /// back at a kpages router.
+    #[error(
+        "proxy rule to {target:?}: the request already went through {hops} kpages proxies (a rule points back at kpages)"
+    )]
+    Loop {
+        /// The rule's target.
+        target: String,
+        /// `Via` entries of kpages routers on the request.
+        hops: usize,
+    },
 }
 
 impl ProxyError {
@@ -78,7 +89,7 @@ impl ProxyError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NoUpstream { .. } => {
                 ErrorSource::Upstream
             }
-            Self::BadTarget(_) => ErrorSource::Internal,
+            Self::BadTarget(_) | Self::Loop { .. } => ErrorSource::Internal,
         }
     }
 
@@ -87,22 +98,13 @@ impl ProxyError {
     pub fn retry_safe(&self) -> bool {
         matches!(
             self,
-            Self::NoUpstream { .. } | Self::BadTarget(_) | Self::BodyTooLarge { .. }
+            Self::NoUpstream { .. }
+                | Self::BadTarget(_)
+                | Self::BodyTooLarge { .. }
+                | Self::Loop { .. }
         )
     }
 }
-
-/// Headers that belong to one connection, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-];
 
 /// Removes hop-by-hop headers, those the `Connection` header names, and every
 /// `x-kpages-*` header (control headers only the router may set).
@@ -117,7 +119,7 @@ pub fn strip_headers(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in kpages_routing::rules::HOP_BY_HOP {
         headers.remove(n);
     }
     let control: Vec<HeaderName> = headers
@@ -290,7 +292,18 @@ impl super::Backends {
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             return Err(ProxyError::BadTarget(url.to_string()));
         }
+        let hops = kpages_hops(req.headers());
+        if hops >= MAX_PROXY_HOPS {
+            return Err(ProxyError::Loop {
+                target: url.to_string(),
+                hops,
+            });
+        }
         let (method, mut headers, body) = proxied_parts(req, client_ip);
+        // Every rule proxy says it passed through kpages, so a rule that leads back to a
+        // kpages router (this one or another) ends after a few hops instead of looping until
+        // connections run out.
+        headers.append(header::VIA, HeaderValue::from_static(VIA_KPAGES));
         headers.remove(header::HOST);
         if let Some(a) = uri.authority()
             && let Ok(v) = HeaderValue::from_str(a.as_str())
@@ -298,6 +311,10 @@ impl super::Backends {
             headers.insert(header::HOST, v);
         }
         for (k, v) in extra {
+            // The routing core refuses such rules; a manifest from elsewhere is not trusted.
+            if kpages_routing::rules::refused_proxy_header(k).is_some() {
+                continue;
+            }
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(k.as_bytes()),
                 HeaderValue::from_str(v),
@@ -338,6 +355,23 @@ fn proxied_parts(req: Request<Body>, client_ip: IpAddr) -> (Method, HeaderMap, B
     strip_headers(&mut headers);
     set(&mut headers, "x-forwarded-for", &client_ip.to_string());
     (parts.method, headers, body)
+}
+
+/// What a kpages router adds to `Via` on a rule proxy.
+const VIA_KPAGES: &str = "1.1 kpages";
+
+/// Rule proxies a request may already have passed before the next one is refused with 508.
+pub const MAX_PROXY_HOPS: usize = 4;
+
+/// How many kpages rule proxies the request passed through, from its `Via` entries.
+fn kpages_hops(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter(|entry| entry.trim() == VIA_KPAGES)
+        .count()
 }
 
 /// A header's value as text, if it is.
