@@ -22,7 +22,14 @@ const NULL_BODY_STATUSES = new Set([101, 103, 204, 205, 304]);
  */
 export function toWebRequest(req, url, { extraHeaders = [], signal } = {}) {
   const headers = userHeaderPairs(req);
-  for (const pair of extraHeaders) if (!hasHeader(headers, pair[0])) headers.push(pair);
+  if (extraHeaders.length > 0) {
+    // The platform's headers replace what a client sent under the same names: a client must not
+    // choose the IP address or request id a function sees.
+    const names = new Set(extraHeaders.map(([name]) => name.toLowerCase()));
+    const kept = headers.filter(([name]) => !names.has(name.toLowerCase()));
+    headers.length = 0;
+    headers.push(...kept, ...extraHeaders);
+  }
   if (canDeferRequest(req.method)) return new HostRequest(url, req.method, headers, req, signal);
   const init = { method: req.method, headers };
   if (!BODYLESS_METHODS.has(req.method)) {
@@ -32,11 +39,6 @@ export function toWebRequest(req, url, { extraHeaders = [], signal } = {}) {
   }
   if (signal) init.signal = signal();
   return new Request(url, init);
-}
-
-function hasHeader(pairs, name) {
-  for (const pair of pairs) if (pair[0] === name) return true;
-  return false;
 }
 
 /** Reads the whole request body (Lambda events carry it as one string). */

@@ -81,6 +81,15 @@ describe('netlify dialect', () => {
     assert.equal(body.headers['x-nf-request-id'], 'req-nf-hdr');
   });
 
+  test('a client cannot choose the client IP or request id a function sees', async () => {
+    const spoofed = { 'x-nf-client-connection-ip': '10.0.0.1', 'Client-IP': '10.0.0.2', 'x-nf-request-id': 'forged' };
+    const res = await host.call('context', '/', { control: { clientIp: '192.0.2.45', requestId: 'req-nf-real' }, headers: spoofed });
+    const body = await res.json();
+    assert.equal(body.headers['x-nf-client-connection-ip'], '192.0.2.45');
+    assert.equal(body.headers['client-ip'], '192.0.2.45');
+    assert.equal(body.headers['x-nf-request-id'], 'req-nf-real');
+  });
+
   test('Netlify.context is the current invocation context inside a function', async () => {
     const body = await (await host.call('context', '/')).json();
     assert.equal(body.sameAsGlobal, true);
