@@ -30,6 +30,16 @@ describe('lambda dialect', () => {
     assert.equal(event.httpMethod, 'GET');
   });
 
+  test('a client cannot choose the client IP a Lambda-style function sees', async () => {
+    const event = await eventOf(await host.call('event-via-netlify', '/', {
+      control: { clientIp: '192.0.2.46' },
+      headers: { 'x-nf-client-connection-ip': '10.0.0.1', 'client-ip': '10.0.0.2' },
+    }));
+    assert.equal(event.headers['x-nf-client-connection-ip'], '192.0.2.46');
+    assert.equal(event.headers['client-ip'], '192.0.2.46');
+    assert.deepEqual(event.multiValueHeaders['client-ip'], ['192.0.2.46']);
+  });
+
   test('query parameters: single values joined with ", ", every value in the multi-value map', async () => {
     const event = await eventOf(await host.call('event', '/?tag=a&tag=b&solo=1'));
     assert.deepEqual(event.queryStringParameters, { tag: 'a, b', solo: '1' });

@@ -52,7 +52,10 @@ export function isTextContentType(contentType) {
 export function buildLambdaEvent(call, body) {
   const url = new URL(call.url);
   const multiValueHeaders = {};
-  for (const [name, value] of [...userHeaderPairs(call.req), ...call.extraHeaders]) {
+  // The platform's headers replace a client's under the same names (see toWebRequest).
+  const platform = new Set(call.extraHeaders.map(([name]) => name.toLowerCase()));
+  const sent = userHeaderPairs(call.req).filter(([name]) => !platform.has(name.toLowerCase()));
+  for (const [name, value] of [...sent, ...call.extraHeaders]) {
     (multiValueHeaders[name] ??= []).push(value);
   }
   const headers = {};
