@@ -152,9 +152,15 @@ async fn dev(args: &Args) -> Result<(), DevError> {
         "mock" => GeoLookup::mock_country(&args.country),
         path => GeoLookup::maxmind(Path::new(path))?,
     };
+    // Rules may proxy to the developer's own loopback servers, never to these two.
+    let own_listeners = [&listener, &admin]
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .collect();
     let config = Config {
         max_connections: 1024,
         shutdown_grace: Duration::from_secs(5),
+        own_listeners,
         ..Config::default()
     };
     let app = App::new(config, routes.clone(), store.clone(), geo);

@@ -204,6 +204,62 @@ fn serves_the_edgeone_example_with_file_routes_and_a_framework_app() {
     assert!(dev.child.wait().unwrap().success());
 }
 
+/// A site's proxy rules reach the developer's loopback servers but never `kpages dev`'s own
+/// listeners: a rule to the admin port (metrics, running any function) is refused with 403,
+/// and so is a rule back to the dev server itself.
+#[test]
+fn proxy_rules_cannot_reach_the_dev_servers_own_listeners() {
+    let (port, admin) = (
+        kpages_testsupport::free_port(),
+        kpages_testsupport::free_port(),
+    );
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "hi").unwrap();
+    std::fs::write(
+        site.path().join("_redirects"),
+        format!(
+            "/admin/* http://127.0.0.1:{admin}/:splat 200\n/self/* http://localhost:{port}/:splat 200\n"
+        ),
+    )
+    .unwrap();
+    let (port_arg, admin_arg) = (port.to_string(), admin.to_string());
+    let child = Command::new(KPAGES)
+        .arg("dev")
+        .arg(site.path())
+        .args([
+            "--no-watch",
+            "--port",
+            &port_arg,
+            "--admin-port",
+            &admin_arg,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    // Killed and reaped whatever happens below.
+    let (tx, lines) = mpsc::channel();
+    drop(tx);
+    let mut dev = Dev {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+        lines,
+    };
+    let url = dev.url.clone();
+    eventually(Duration::from_secs(60), "kpages dev serving", || {
+        TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let (status, body) = get(&url, "/admin/metrics");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("own listeners"), "{body}");
+    let (status, body) = get(&url, "/self/index.html");
+    assert_eq!(status, 403, "{body}");
+    // The admin listener itself is up: the refusal is the rule's, not a dead port.
+    assert_eq!(get(&format!("http://127.0.0.1:{admin}"), "/healthz").0, 200);
+    interrupt(&dev.child);
+    assert!(dev.child.wait().unwrap().success());
+}
+
 /// Ctrl-C for a child process: SIGINT.
 fn interrupt(child: &std::process::Child) {
     let pid = i32::try_from(child.id()).expect("a pid fits in i32");

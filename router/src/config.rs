@@ -1,6 +1,7 @@
 //! The router's settings: limits, timeouts, connection bounds and the in-process queue. The
 //! limits here are the last layer of the limits precedence; a deploy may set its own.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -38,6 +39,10 @@ pub struct Config {
     /// How long a function call waits for a deploy scaled to zero to get a ready pod before
     /// the router answers 503 with `Retry-After` (cluster mode; `kpages dev` never waits).
     pub cold_start_timeout: Duration,
+    /// The router's own listeners (public and admin): a proxy rule never connects to them,
+    /// so a site cannot reach the admin API through its own rules. `kpages dev` still lets
+    /// rules reach other loopback servers (a developer's local API).
+    pub own_listeners: Vec<SocketAddr>,
 }
 
 impl Default for Config {
@@ -58,6 +63,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             jwt_secret: None,
             cold_start_timeout: Duration::from_secs(60),
+            own_listeners: Vec::new(),
         }
     }
 }

@@ -232,6 +232,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         trusted_proxies: args.trusted_proxies,
         jwt_secret: args.jwt_secret.map(String::into_bytes),
         cold_start_timeout: Duration::from_secs(args.cold_start_timeout_seconds),
+        own_listeners: vec![args.listen, args.admin_listen],
         ..Config::default()
     };
     let (routes, cluster) = match cluster {

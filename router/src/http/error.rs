@@ -55,6 +55,7 @@ impl RouteError {
                     StatusCode::BAD_GATEWAY
                 }
                 ProxyError::Loop { .. } => StatusCode::LOOP_DETECTED,
+                ProxyError::OwnListener { .. } => StatusCode::FORBIDDEN,
             },
             Self::Static(_) => StatusCode::BAD_GATEWAY,
             Self::Queue(e) if e.is_transient() => StatusCode::SERVICE_UNAVAILABLE,

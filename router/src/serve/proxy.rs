@@ -79,6 +79,14 @@ pub enum ProxyError {
         /// `Via` entries of kpages routers on the request.
         hops: usize,
     },
+    /// A proxy rule's target is one of the router's own listeners.
+    #[error("proxy rule to {target:?} refused: {addr} is one of this router's own listeners")]
+    OwnListener {
+        /// The rule's target.
+        target: String,
+        /// The listener it resolved to.
+        addr: SocketAddr,
+    },
 }
 
 impl ProxyError {
@@ -89,7 +97,9 @@ impl ProxyError {
             Self::Unreachable { .. } | Self::Timeout { .. } | Self::NoUpstream { .. } => {
                 ErrorSource::Upstream
             }
-            Self::BadTarget(_) | Self::Loop { .. } => ErrorSource::Internal,
+            Self::BadTarget(_) | Self::Loop { .. } | Self::OwnListener { .. } => {
+                ErrorSource::Internal
+            }
         }
     }
 
@@ -102,6 +112,7 @@ impl ProxyError {
                 | Self::BadTarget(_)
                 | Self::BodyTooLarge { .. }
                 | Self::Loop { .. }
+                | Self::OwnListener { .. }
         )
     }
 }
@@ -299,6 +310,13 @@ impl super::Backends {
                 hops,
             });
         }
+        if let Some(addr) = self.own_listener(&uri).await {
+            tracing::warn!(target = %url, listener = %addr, "proxy rule to the router's own listener refused");
+            return Err(ProxyError::OwnListener {
+                target: url.to_string(),
+                addr,
+            });
+        }
         let (method, mut headers, body) = proxied_parts(req, client_ip);
         // Every rule proxy says it passed through kpages, so a rule that leads back to a
         // kpages router (this one or another) ends after a few hops instead of looping until
@@ -323,6 +341,31 @@ impl super::Backends {
             }
         }
         self.forward(method, uri, headers, body).await
+    }
+
+    /// The router's own listener that `uri` resolves to, if any. Resolved here and again by
+    /// the connector: enough against a rule naming the router, not against DNS that changes
+    /// in between (a target policy checked on every connection is still to come).
+    async fn own_listener(&self, uri: &http::Uri) -> Option<SocketAddr> {
+        if self.config.own_listeners.is_empty() {
+            return None;
+        }
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        let port = uri.port_u16().unwrap_or(80);
+        let resolved: Vec<SocketAddr> = match host.parse::<IpAddr>() {
+            Ok(ip) => vec![SocketAddr::new(ip, port)],
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map(Iterator::collect)
+                .unwrap_or_default(),
+        };
+        resolved.into_iter().find_map(|target| {
+            self.config
+                .own_listeners
+                .iter()
+                .find(|own| is_same_listener(own, &target))
+                .copied()
+        })
     }
 
     /// Sends a proxied request (a rule's URL, a Service) with the router's body limit and
@@ -355,6 +398,14 @@ fn proxied_parts(req: Request<Body>, client_ip: IpAddr) -> (Method, HeaderMap, B
     strip_headers(&mut headers);
     set(&mut headers, "x-forwarded-for", &client_ip.to_string());
     (parts.method, headers, body)
+}
+
+/// Whether connecting to `target` reaches listener `own`: the same port, and the same address
+/// or, for a listener on every address, any loopback or unspecified one.
+fn is_same_listener(own: &SocketAddr, target: &SocketAddr) -> bool {
+    let (own_ip, ip) = (own.ip().to_canonical(), target.ip().to_canonical());
+    own.port() == target.port()
+        && (own_ip == ip || ip.is_unspecified() || (own_ip.is_unspecified() && ip.is_loopback()))
 }
 
 /// What a kpages router adds to `Via` on a rule proxy.
@@ -420,5 +471,27 @@ mod tests {
         assert_eq!(down.source_side(), ErrorSource::Upstream);
         assert!(!down.retry_safe());
         assert!(down.to_string().contains("127.0.0.1:1 is unreachable"));
+    }
+
+    #[test]
+    fn own_listeners_match_by_port_and_address() {
+        let addr = |s: &str| s.parse::<SocketAddr>().unwrap();
+        for (own, target, same) in [
+            ("127.0.0.1:9000", "127.0.0.1:9000", true),
+            ("127.0.0.1:9000", "127.0.0.1:9001", false),
+            ("127.0.0.1:9000", "0.0.0.0:9000", true),
+            ("127.0.0.1:9000", "10.0.0.5:9000", false),
+            ("0.0.0.0:8080", "127.0.0.1:8080", true),
+            ("0.0.0.0:8080", "[::1]:8080", true),
+            ("0.0.0.0:8080", "203.0.113.9:8080", false),
+            ("[::1]:9000", "[::ffff:127.0.0.1]:9000", false),
+            ("127.0.0.1:9000", "[::ffff:127.0.0.1]:9000", true),
+        ] {
+            assert_eq!(
+                is_same_listener(&addr(own), &addr(target)),
+                same,
+                "{own} {target}"
+            );
+        }
     }
 }
