@@ -208,16 +208,21 @@ async fn rules_redirect_rewrite_status_conditions_and_basic_auth() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn proxy_rules_reach_absolute_urls() {
-    let mut cb = Callback::start().await;
+/// A router serving a static site whose rule proxies `/backend/*` to `cb`.
+async fn router_proxying_backend_to(cb: &Callback) -> Router {
     let mut site = static_site().await;
     site.manifest.rules.redirects.push(RedirectRule::new(
         "/backend/*",
         format!("{}:splat", cb.url),
         200,
     ));
-    let router = Router::start(&site, vec![], test_config(), GeoLookup::Off).await;
+    Router::start(&site, vec![], test_config(), GeoLookup::Off).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_rules_reach_absolute_urls() {
+    let mut cb = Callback::start().await;
+    let router = router_proxying_backend_to(&cb).await;
     let c = client();
     let a = send(&c, "POST", &router.url("/backend/a/b?q=1"), &[], "payload").await;
     assert_eq!(a.status, 200);
@@ -233,13 +238,7 @@ async fn proxy_rules_reach_absolute_urls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_rule_loops_end_with_508() {
     let mut cb = Callback::start().await;
-    let mut site = static_site().await;
-    site.manifest.rules.redirects.push(RedirectRule::new(
-        "/backend/*",
-        format!("{}:splat", cb.url),
-        200,
-    ));
-    let router = Router::start(&site, vec![], test_config(), GeoLookup::Off).await;
+    let router = router_proxying_backend_to(&cb).await;
     let c = client();
     let looped = ["1.1 kpages"; kpages_router::serve::proxy::MAX_PROXY_HOPS].join(", ");
     let refused = send(
