@@ -8,17 +8,17 @@
 use std::collections::BTreeMap;
 
 use kpages_crds::manifest::{Function, Route, RouteSyntax};
-use kpages_routing::pattern::{self, Syntax};
+use kpages_routing::pattern::Syntax;
 
 use crate::error::BuildError;
 
-/// The comparable shape of a route pattern (see [`kpages_routing::pattern::shape`]).
+/// The comparable shape of a route pattern (see [`kpages_routing::shape::shape`]).
 pub fn shape(route: &Route) -> String {
     let syntax = match route.syntax {
         RouteSyntax::File => Syntax::EdgeoneFile,
         RouteSyntax::Urlpattern => Syntax::UrlPattern,
     };
-    pattern::shape(syntax, &route.pattern)
+    kpages_routing::shape::shape(syntax, &route.pattern)
 }
 
 /// Fails when two functions claim one route with overlapping methods.

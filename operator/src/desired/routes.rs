@@ -7,7 +7,7 @@ use kpages_crds::function_route::{
 };
 use kpages_crds::manifest::{Function, InvocationKind, Route, RouteSyntax};
 use kpages_crds::{FunctionRoute, FunctionRouteSpec};
-use kpages_routing::pattern::edgeone_file_as_urlpatterns;
+use kpages_routing::shape::edgeone_file_as_urlpatterns;
 use kube::ResourceExt;
 
 use super::Ctx;

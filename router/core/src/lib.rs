@@ -18,5 +18,6 @@ pub mod pattern;
 pub mod resolve;
 #[cfg(feature = "manifest")]
 pub mod rules;
+pub mod shape;
 #[cfg(feature = "manifest")]
 pub mod site_routes;

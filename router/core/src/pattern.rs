@@ -132,58 +132,6 @@ impl Pattern {
     }
 }
 
-/// The comparable shape of a route: literal segments as written (case-sensitive), any
-/// one-segment parameter (`[id]`, `:id`) as `:`, any catch-all (`[[rest]]`, `*`) as `*`, and no
-/// trailing slash. Two routes of one shape are the same route to the router, whatever their
-/// parameters are called, so `kpages build` refuses two functions that claim one shape.
-pub fn shape(syntax: Syntax, pattern: &str) -> String {
-    let mapped: Vec<String> = pattern
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|seg| match syntax {
-            Syntax::EdgeoneFile if seg.starts_with("[[") && seg.ends_with("]]") => "*".into(),
-            Syntax::EdgeoneFile if seg.starts_with('[') && seg.ends_with(']') => ":".into(),
-            Syntax::UrlPattern | Syntax::NetlifyRule if seg == "*" => "*".into(),
-            Syntax::UrlPattern | Syntax::NetlifyRule
-                if seg.strip_prefix(':').is_some_and(is_ident) =>
-            {
-                ":".into()
-            }
-            _ => seg.to_string(),
-        })
-        .collect();
-    format!("/{}", mapped.join("/"))
-}
-
-/// An EdgeOne file route written as URLPattern pathnames that match the same paths: `[id]`
-/// becomes `:id`, and a `[[rest]]` catch-all becomes the base path plus `base/*` (URLPattern's
-/// `*` needs at least one character after the slash; the file route also matches the base).
-/// The operator writes these into the FunctionRoutes it generates.
-pub fn edgeone_file_as_urlpatterns(pattern: &str) -> Vec<String> {
-    let mut catch_all = false;
-    let segments: Vec<String> = pattern
-        .split('/')
-        .map(|seg| {
-            if let Some(name) = seg.strip_prefix("[[").and_then(|s| s.strip_suffix("]]")) {
-                catch_all = !name.is_empty();
-                "*".to_string()
-            } else if let Some(name) = seg.strip_prefix('[').and_then(|s| s.strip_suffix(']')) {
-                format!(":{name}")
-            } else {
-                seg.to_string()
-            }
-        })
-        .collect();
-    let joined = segments.join("/");
-    if catch_all {
-        let bare = joined.trim_end_matches("/*");
-        let bare = if bare.is_empty() { "/" } else { bare };
-        vec![bare.to_string(), joined]
-    } else {
-        vec![joined]
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Tok {
     /// Exactly this text.
@@ -565,7 +513,7 @@ fn is_ident_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
-fn is_ident(s: &str) -> bool {
+pub(crate) fn is_ident(s: &str) -> bool {
     !s.is_empty() && s.chars().all(is_ident_char)
 }
 
@@ -748,60 +696,5 @@ mod tests {
         assert_eq!(p.matches("h", &path), None);
         let q = Pattern::netlify_rule(&format!("/{}", "*a".repeat(40))).unwrap();
         assert_eq!(q.matches("h", &format!("/{}b", "a".repeat(3000))), None);
-    }
-
-    #[test]
-    fn shapes_ignore_parameter_names_and_trailing_slashes() {
-        use Syntax::*;
-        let cases = [
-            (EdgeoneFile, "/users/[id]", "/users/:"),
-            (UrlPattern, "/users/:slug", "/users/:"),
-            (EdgeoneFile, "/a/[[rest]]", "/a/*"),
-            (UrlPattern, "/a/*", "/a/*"),
-            (UrlPattern, "/a/", "/a"),
-            (EdgeoneFile, "/", "/"),
-            (EdgeoneFile, "/Api", "/Api"),
-            (UrlPattern, "/x/:id?", "/x/:id?"),
-        ];
-        for (syntax, pattern, want) in cases {
-            assert_eq!(shape(syntax, pattern), want, "{pattern}");
-        }
-    }
-
-    /// The URLPatterns the operator writes for an EdgeOne file route match exactly the paths
-    /// the file route matches, with the same parameter values.
-    #[test]
-    fn edgeone_file_routes_as_urlpatterns_match_the_same_paths() {
-        let cases = [
-            ("/users/[id]", vec!["/users/:id"]),
-            ("/koa/[[default]]", vec!["/koa", "/koa/*"]),
-            ("/[[all]]", vec!["/", "/*"]),
-            ("/plain", vec!["/plain"]),
-        ];
-        let paths = [
-            "/",
-            "/users",
-            "/users/7",
-            "/users/7/x",
-            "/koa",
-            "/koa/a",
-            "/koa/a/b",
-            "/plain",
-            "/plainer",
-        ];
-        for (file, want) in cases {
-            let translated = edgeone_file_as_urlpatterns(file);
-            assert_eq!(translated, want, "{file}");
-            let file_pattern = Pattern::edgeone_file(file).unwrap();
-            let compiled: Vec<Pattern> = translated
-                .iter()
-                .map(|p| Pattern::urlpattern(p).unwrap())
-                .collect();
-            for path in paths {
-                let by_file = file_pattern.matches("", path).is_some();
-                let by_urlpattern = compiled.iter().any(|p| p.matches("", path).is_some());
-                assert_eq!(by_file, by_urlpattern, "{file} vs {translated:?} on {path}");
-            }
-        }
     }
 }
