@@ -654,8 +654,8 @@ impl FunctionContext<'_> {
                 // what the site's author pointed at elsewhere on the build machine.
                 let target =
                     std::fs::canonicalize(entry.path()).map_err(BuildError::io(entry.path()))?;
-                let root = std::fs::canonicalize(self.root).map_err(BuildError::io(self.root))?;
-                if !target.starts_with(&root) {
+                // `site` is canonical already (see `build`).
+                if !target.starts_with(self.site) {
                     return Err(outside(
                         &path,
                         &format!(
