@@ -58,7 +58,7 @@ pub async fn serve_admin(
     drop(listener);
     tokio::select! {
         () = graceful.shutdown() => {}
-        () = tokio::time::sleep(app.config.shutdown_grace) => {}
+        () = tokio::time::sleep(app.config().shutdown_grace) => {}
     }
     Ok(())
 }
@@ -79,7 +79,7 @@ async fn admin(app: &App, req: Request<Incoming>) -> Response<Body> {
             app.metrics.encode(),
         ),
         (&Method::GET, "/healthz") => reply(StatusCode::OK, "text/plain", "ok\n".into()),
-        (&Method::GET, "/readyz") if app.routes.is_ready() => {
+        (&Method::GET, "/readyz") if app.routes().is_ready() => {
             reply(StatusCode::OK, "text/plain", "ready\n".into())
         }
         (&Method::GET, "/readyz") => reply(
@@ -172,7 +172,7 @@ fn queue_status(e: &QueueError) -> StatusCode {
 
 /// Runs a function of a site's active deploy now, as a scheduled run.
 async fn run_now(app: &App, site: Option<&str>, name: &str) -> Result<(), (StatusCode, String)> {
-    let table = app.routes.load();
+    let table = app.routes().load();
     let sites = table.sites();
     let site = match site {
         Some(s) => sites.iter().find(|x| x.name == s),

@@ -41,10 +41,6 @@ pub use crate::config::Config;
 
 /// Everything the pipeline needs. Shared by every connection.
 pub struct App {
-    /// Settings.
-    pub config: Config,
-    /// The routing table.
-    pub routes: Arc<Routes>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     pub(crate) backends: Backends,
@@ -86,18 +82,26 @@ impl App {
         );
         Arc::new(Self {
             backends: Backends {
-                config: config.clone(),
-                routes: routes.clone(),
+                config,
+                routes,
                 upstreams,
                 queue,
                 statics,
             },
-            config,
-            routes,
             metrics,
             runner,
             geo,
         })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &Config {
+        &self.backends.config
+    }
+
+    /// The routing table.
+    pub fn routes(&self) -> &Arc<Routes> {
+        &self.backends.routes
     }
 
     /// Runs functions outside a client request (scheduler, manual triggers).
@@ -159,7 +163,7 @@ impl App {
         request_id: &str,
         traceparent: &str,
     ) -> (String, RouteKind, Result<Response<Body>, RouteError>) {
-        let table = self.routes.load();
+        let table = self.routes().load();
         let host = request_host(&req);
         let Some(site) = table.site_for_host(&host) else {
             return ("".into(), RouteKind::Other, Err(RouteError::NoSite(host)));
@@ -175,7 +179,7 @@ impl App {
         let client_ip = client::client_ip(
             peer.ip(),
             header_str(req.headers(), "x-forwarded-for"),
-            &self.config.trusted_proxies,
+            &self.config().trusted_proxies,
         );
         let geo = self.geo.lookup(client_ip);
         let facts = self.facts(&req, host, path, geo.as_ref());
@@ -283,7 +287,10 @@ impl App {
     }
 
     fn peer_trusted(&self, ip: IpAddr) -> bool {
-        self.config.trusted_proxies.iter().any(|n| n.contains(&ip))
+        self.config()
+            .trusted_proxies
+            .iter()
+            .any(|n| n.contains(&ip))
     }
 
     fn facts(
@@ -301,7 +308,7 @@ impl App {
             .collect::<Vec<_>>()
             .join("; ");
         let roles = match (
-            &self.config.jwt_secret,
+            &self.config().jwt_secret,
             rules::cookie_value(&cookie, "nf_jwt"),
         ) {
             (Some(secret), Some(token)) => client::jwt_roles(token, secret, unix_now()),

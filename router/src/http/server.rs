@@ -26,7 +26,7 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let config = &app.config;
+    let config = app.config();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
